@@ -1,0 +1,57 @@
+"""Label sets. The order of a label list is the order of the model's outputs."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from kws.fsutil import atomic_write_text
+
+# Speech Commands v0.02: 35 words, in the dataset's alphabetical order.
+GSC_V2_WORDS: tuple[str, ...] = (
+    "backward", "bed", "bird", "cat", "dog", "down", "eight", "five", "follow", "forward",
+    "four", "go", "happy", "house", "learn", "left", "marvin", "nine", "no", "off", "on",
+    "one", "right", "seven", "sheila", "six", "stop", "three", "tree", "two", "up",
+    "visual", "wow", "yes", "zero",
+)
+# v0.01 lacks the five words added in v0.02.
+GSC_V1_WORDS: tuple[str, ...] = tuple(
+    w for w in GSC_V2_WORDS if w not in ("backward", "follow", "forward", "learn", "visual")
+)
+# The standard 12-class task (Warden 2018, section 6).
+GSC12_WORDS: tuple[str, ...] = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
+SILENCE = "_silence_"
+UNKNOWN = "_unknown_"
+BACKGROUND_NOISE_DIR = "_background_noise_"
+GSC12_LABELS: tuple[str, ...] = GSC12_WORDS + (SILENCE, UNKNOWN)
+
+LABELS_FILE = "class_labels.json"
+
+
+def to_12class(word: str) -> str:
+    """Map a 35-class (or silence) label to the 12-class task."""
+    if word == SILENCE or word in GSC12_WORDS:
+        return word
+    return UNKNOWN
+
+
+def save_labels(labels: list[str] | tuple[str, ...], folder: str | Path) -> Path:
+    path = Path(folder) / LABELS_FILE
+    atomic_write_text(path, json.dumps(list(labels), indent=1) + "\n")
+    return path
+
+
+def load_labels(path: str | Path) -> list[str]:
+    path = Path(path)
+    if path.is_dir():
+        path = path / LABELS_FILE
+    try:
+        labels = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: label file not found") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not a JSON label list ({e})") from None
+    if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels) or not labels:
+        raise ValueError(f"{path}: expected a non-empty JSON list of strings")
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"{path}: duplicate labels")
+    return labels

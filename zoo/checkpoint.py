@@ -1,0 +1,100 @@
+"""Safetensors checkpoints that carry their own ModelConfig; resolving model references."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from kws.fsutil import atomic_path
+from zoo.model import KWSModel, ModelConfig, model_dir
+from zoo.registry import is_model, model_entrypoint
+
+FORMAT = "kws-zoo/1"
+BEST, LAST = "best.safetensors", "last.safetensors"
+
+
+def save_checkpoint(model: KWSModel, path: str | Path, meta: dict | None = None, half: bool = False) -> Path:
+    """Write model weights + config atomically. `half` stores float tensors as fp16 (shipping)."""
+    from safetensors.torch import save_file
+
+    model = getattr(model, "module", model)  # unwrap DDP
+    sd = {}
+    for k, v in model.state_dict().items():
+        v = v.detach().cpu()
+        if half and v.is_floating_point():
+            v = v.half()
+        sd[k] = v.contiguous()
+    metadata = {"format": FORMAT, "config": model.cfg.to_json(), "meta": json.dumps(meta or {}, default=str)}
+    with atomic_path(path) as tmp:
+        save_file(sd, str(tmp), metadata=metadata)
+    return Path(path)
+
+
+def read_checkpoint(path: str | Path) -> tuple[ModelConfig, dict[str, torch.Tensor], dict]:
+    from safetensors import safe_open
+
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: checkpoint not found")
+    if p.suffix == ".onnx":
+        raise ValueError(f"{p}: this is an ONNX model, not a zoo checkpoint; open it with an ort-* backend")
+    if p.suffix != ".safetensors":
+        raise ValueError(f"{p}: zoo checkpoints are .safetensors files (pickled checkpoints are never loaded)")
+    try:
+        with safe_open(str(p), framework="pt") as f:
+            md = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as e:
+        raise ValueError(f"{p}: not a valid safetensors file ({e})") from None
+    if md.get("format") != FORMAT or "config" not in md:
+        raise ValueError(f"{p}: safetensors file without kws-zoo metadata (not written by this project's trainer)")
+    return ModelConfig.from_json(md["config"]), tensors, json.loads(md.get("meta", "{}"))
+
+
+def build_from_config(cfg: ModelConfig) -> KWSModel:
+    return model_entrypoint(cfg.name)(labels=cfg.labels, frontend=cfg.frontend, **cfg.kwargs)
+
+
+def load_checkpoint(path: str | Path) -> tuple[KWSModel, dict]:
+    cfg, tensors, meta = read_checkpoint(path)
+    model = build_from_config(cfg)
+    ref = model.state_dict()
+    tensors = {k: v.to(ref[k].dtype) if k in ref else v for k, v in tensors.items()}
+    missing, unexpected = model.load_state_dict(tensors, strict=False)
+    if missing or unexpected:
+        raise ValueError(f"{path}: weights do not match {cfg.name} (missing {missing[:4]}, unexpected {unexpected[:4]})")
+    model.eval()
+    return model, meta
+
+
+def resolve_weights(ref: str | Path) -> Path:
+    """A zoo name, a run folder, or a .safetensors file -> the checkpoint path."""
+    p = Path(ref)
+    if p.is_dir():
+        for name in (BEST, LAST):
+            if (p / name).is_file():
+                return p / name
+        raise FileNotFoundError(f"{p}: run folder holds no {BEST} or {LAST}")
+    if p.suffix in (".safetensors", ".onnx", ".pt", ".pth") or p.exists():
+        if not p.exists():
+            raise FileNotFoundError(f"{p}: weights file not found")
+        return p
+    name = str(ref)
+    if is_model(name):
+        shipped = model_dir() / f"{name}.safetensors"
+        if not shipped.is_file():
+            raise FileNotFoundError(f"no shipped weights for {name!r} (looked for {shipped}); train it with "
+                                    f"`python train.py --model {name}` and pass the run folder")
+        return shipped
+    model_entrypoint(name)  # raises the "unknown model" message
+    raise AssertionError("unreachable")
+
+
+def load_model(ref: str | Path) -> tuple[KWSModel, dict]:
+    """Load a trained model from a zoo name (shipped weights), a run folder or a checkpoint file."""
+    return load_checkpoint(resolve_weights(ref))
+
+
+def shipped_models() -> list[str]:
+    return sorted(p.stem for p in model_dir().glob("*.safetensors"))

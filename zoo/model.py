@@ -1,0 +1,123 @@
+"""A zoo model is frontend + backbone + head, and carries its own input contract."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from kws.frontend import FrontendConfig, LogMel
+from kws.labels import GSC_V2_WORDS
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild a model and feed it: saved in checkpoints and ONNX metadata."""
+
+    name: str
+    labels: tuple[str, ...] = GSC_V2_WORDS
+    frontend: FrontendConfig = field(default_factory=FrontendConfig)
+    head: str = "progressive"  # "progressive" (the seed's MLP head) or "linear" (tiny nets)
+    kwargs: dict = field(default_factory=dict)  # extra constructor arguments (e.g. drop_path_rate)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.labels)
+
+    def to_json(self) -> str:
+        d = dataclasses.asdict(self)
+        return json.dumps(d, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, s: str) -> "ModelConfig":
+        d = json.loads(s)
+        return cls(name=d["name"], labels=tuple(d["labels"]), frontend=FrontendConfig.from_dict(d["frontend"]),
+                   head=d.get("head", "progressive"), kwargs=d.get("kwargs", {}))
+
+
+class ProgressiveHead(nn.Sequential):
+    """The seed's classifier: three shrinking GELU blocks with decreasing dropout."""
+
+    def __init__(self, in_features: int, num_classes: int) -> None:
+        def block(p: float, i: int, o: int) -> list[nn.Module]:
+            return [nn.Dropout(p), nn.Linear(i, o), nn.BatchNorm1d(o), nn.GELU()]
+
+        super().__init__(
+            nn.Dropout(0.2),  # on the pooled backbone features
+            *block(0.5, in_features, 1024),
+            *block(0.35, 1024, 512),
+            *block(0.25, 512, 256),
+            nn.Dropout(0.4),
+            nn.Linear(256, num_classes),
+        )
+
+
+class LinearHead(nn.Sequential):
+    def __init__(self, in_features: int, num_classes: int, drop: float = 0.1) -> None:
+        super().__init__(nn.Dropout(drop), nn.Linear(in_features, num_classes))
+
+
+HEADS = {"progressive": ProgressiveHead, "linear": LinearHead}
+
+
+class KWSModel(nn.Module):
+    """waveform [B, T] -> logits [B, N]; `forward_features` takes log-mel [B, C, M, T]."""
+
+    def __init__(self, cfg: ModelConfig, backbone: nn.Module, num_features: int) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.frontend = LogMel(cfg.frontend)
+        self.backbone = backbone
+        self.head = HEADS[cfg.head](num_features, cfg.num_classes)
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.cfg.labels
+
+    def forward_features(self, feats: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(feats))
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        return self.forward_features(self.frontend(wave))
+
+
+class WaveformToProbs(nn.Module):
+    """Export wrapper: raw 16 kHz waveform in, class probabilities out."""
+
+    def __init__(self, model: KWSModel, features_in: bool = False) -> None:
+        super().__init__()
+        self.model = model
+        self.features_in = features_in
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.model.forward_features(x) if self.features_in else self.model(x)
+        return torch.softmax(logits, dim=-1)
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def count_macs(model: KWSModel, batch: int = 1, include_frontend: bool = False) -> int:
+    """Multiply-accumulates of one forward pass, from torch's FLOP counter (FLOPs / 2)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    cfg = model.cfg.frontend
+    was_training = model.training
+    model.eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as fc:
+        if include_frontend:
+            model.frontend.use_fft = False  # count the DFT as the exported graph runs it
+            model(torch.zeros(batch, cfg.clip_samples))
+            model.frontend.use_fft = True
+        else:
+            model.forward_features(torch.zeros(batch, cfg.in_chans, cfg.n_mels, cfg.n_frames))
+    model.train(was_training)
+    return fc.get_total_flops() // 2
+
+
+def model_dir() -> Path:
+    return Path(__file__).resolve().parent / "weights"

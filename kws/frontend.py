@@ -76,51 +76,104 @@ def mel_filterbank(cfg: FrontendConfig) -> np.ndarray:
     return np.maximum(0.0, np.minimum(down, up)).astype(np.float32)
 
 
-def dft_basis(n_fft: int) -> np.ndarray:
-    """Periodic-Hann-windowed real DFT as a matrix [2*(n_fft//2+1), n_fft]: cos rows then sin rows."""
-    n = np.arange(n_fft)
-    k = np.arange(n_fft // 2 + 1)
-    window = 0.5 - 0.5 * np.cos(2 * np.pi * n / n_fft)
-    ang = 2 * np.pi * np.outer(k, n) / n_fft
-    return np.concatenate([np.cos(ang) * window, -np.sin(ang) * window]).astype(np.float32)
+RADIX = 4  # decimation-in-time factor of the exported DFT; 4 measured fastest in ORT (8: +10 %)
+
+
+def _periodic_hann(n: int) -> np.ndarray:
+    return 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n) / n)
+
+
+class FactorizedDFT(nn.Module):
+    """Power spectrum of hop-aligned frames as one radix-4 FFT stage, in plain ONNX ops.
+
+    Why: a 1024-point DFT as a dense matmul costs 66 M MACs per clip (1.7 ms in ORT on one
+    thread), and ORT's STFT op is slower still (2.3-3.1 ms). Splitting each frame into its
+    four decimated sub-sequences (x[4m+j]) turns it into four 256-point real DFTs (a 4x
+    smaller matmul) plus a cheap twiddle combination: 0.7 ms, same numbers to 1e-5.
+    Frames are gathered from hop-sized blocks with reshapes and slices, so the graph has no
+    Unfold/Gather (ORT's Gather on an inner axis alone cost 1.9 ms).
+    """
+
+    def __init__(self, cfg: FrontendConfig, radix: int = RADIX) -> None:
+        super().__init__()
+        n, hop = cfg.n_fft, cfg.hop_length
+        if n % hop or hop % radix or (n // radix) % 2:
+            raise ValueError(f"n_fft={n}, hop={hop} cannot be factorised with radix {radix}")
+        sub = n // radix  # length of each decimated sub-sequence
+        self.radix, self.sub, self.hop = radix, sub, hop
+        self.n_half = sub // 2 + 1  # bins of a real sub-DFT
+        self.blocks_per_frame = n // hop
+        self.n_frames = cfg.n_frames
+        ang = 2 * np.pi * np.outer(np.arange(sub), np.arange(self.n_half)) / sub
+        self.register_buffer("basis", _f32(np.concatenate([np.cos(ang), -np.sin(ang)], axis=1)), persistent=False)
+        self.register_buffer("window", _f32(_periodic_hann(n).reshape(sub, radix).T), persistent=False)  # [radix, sub]
+        # Output bin k takes sub-bin r = k mod sub; bins above sub/2 are conjugates of bin sub-r,
+        # so the imaginary part flips sign there. The sign is folded into the twiddles.
+        k = np.arange(n // 2 + 1)
+        r = k % sub
+        sign = np.where(r <= sub // 2, 1.0, -1.0)
+        theta = 2 * np.pi * np.outer(np.arange(radix), k) / n
+        self.register_buffer("cos", _f32(np.cos(theta)), persistent=False)
+        self.register_buffer("sin", _f32(np.sin(theta)), persistent=False)
+        self.register_buffer("cos_s", _f32(sign * np.cos(theta)), persistent=False)
+        self.register_buffer("sin_s", _f32(sign * np.sin(theta)), persistent=False)
+
+    def _extend(self, a: torch.Tensor) -> torch.Tensor:
+        """Sub-bins [.., n_half] -> [.., n_fft//2+1] laid out as k mod sub, mirrored above sub/2."""
+        mirror = a[..., 1 : self.n_half - 1].flip(-1)
+        parts = [a, mirror] * (self.radix // 2) + [a[..., :1]]
+        return torch.cat(parts, dim=-1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Reflect-padded signal [B, T'] -> power [B, frames, n_fft//2+1]."""
+        n_blocks = self.n_frames + self.blocks_per_frame - 1
+        q = x[:, : n_blocks * self.hop].reshape(-1, n_blocks, self.hop // self.radix, self.radix)
+        frames = torch.cat([q[:, i : i + self.n_frames] for i in range(self.blocks_per_frame)], dim=2)
+        frames = frames.transpose(2, 3) * self.window  # [B, F, radix, sub]: sub-sequence j is x[radix*m + j]
+        y = torch.matmul(frames, self.basis)
+        re, im = self._extend(y[..., : self.n_half]), self._extend(y[..., self.n_half :])
+        real = (re * self.cos + im * self.sin_s).sum(2)
+        imag = (im * self.cos_s - re * self.sin).sum(2)
+        return real * real + imag * imag
+
+
+def _f32(a: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
 
 
 class LogMel(nn.Module):
     """waveform [B, T] -> standardised log-mel [B, C, n_mels, n_frames].
 
-    The STFT is a strided Conv1d with a fixed windowed-DFT kernel rather than torch.stft:
-    it exports to a plain ONNX Conv that ONNX Runtime runs on its GEMM kernels, several
-    times faster than ORT's STFT op, and needs no complex tensors.
+    Two formulations of the same STFT: torch.fft in eager mode (fastest for training), and
+    :class:`FactorizedDFT` when tracing/exporting (`use_fft=False`), which becomes plain
+    MatMul/Mul/Slice ONNX ops that ORT runs fast with no complex tensors.
     """
 
     def __init__(self, cfg: FrontendConfig = FrontendConfig()) -> None:
         super().__init__()
         self.cfg = cfg
-        self.register_buffer("dft", torch.from_numpy(dft_basis(cfg.n_fft))[:, None, :], persistent=False)
         self.register_buffer("window", torch.hann_window(cfg.n_fft, periodic=True), persistent=False)
         self.register_buffer("mel_fb", torch.from_numpy(mel_filterbank(cfg)), persistent=False)
-        self.use_fft = True  # eager fast path; export switches to the Conv formulation
+        self.dft = FactorizedDFT(cfg)
+        self.use_fft = True  # eager fast path; export code sets False
 
     def power_spectrum(self, x: torch.Tensor) -> torch.Tensor:
-        """[B, T] -> power [B, n_fft//2+1, frames] of the pre-emphasised, reflect-padded signal."""
+        """[B, T] -> power [B, frames, n_fft//2+1] of the pre-emphasised, reflect-padded signal."""
         x = torch.cat([x[:, :1], x[:, 1:] - self.cfg.preemphasis * x[:, :-1]], dim=1)
         pad = self.cfg.n_fft // 2
-        x = F.pad(x[:, None, :], (pad, pad), mode="reflect")
-        n_bins = self.cfg.n_fft // 2 + 1
-        if self.use_fft and not torch.jit.is_tracing() and not torch.compiler.is_compiling() \
-                and not torch.onnx.is_in_onnx_export():
-            frames = x[:, 0].unfold(-1, self.cfg.n_fft, self.cfg.hop_length)  # [B, frames, n_fft]
+        x = F.pad(x[:, None, :], (pad, pad), mode="reflect")[:, 0]
+        if self.use_fft and not torch.jit.is_tracing() and not torch.onnx.is_in_onnx_export():
+            frames = x.unfold(-1, self.cfg.n_fft, self.cfg.hop_length)  # [B, frames, n_fft]
             spec = torch.fft.rfft(frames * self.window, dim=-1)
-            return (spec.real.square() + spec.imag.square()).transpose(1, 2)
-        y = F.conv1d(x, self.dft, stride=self.cfg.hop_length)  # [B, 2*n_bins, frames]
-        return y[:, :n_bins].square() + y[:, n_bins:].square()
+            return spec.real.square() + spec.imag.square()
+        return self.dft(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 2:
             raise ValueError(f"LogMel expects waveforms [batch, samples], got shape {tuple(x.shape)}")
         with torch.autocast(device_type=x.device.type, enabled=False):
             power = self.power_spectrum(x.float())
-            mel = torch.matmul(power.transpose(1, 2), self.mel_fb).transpose(1, 2)  # [B, n_mels, frames]
+            mel = torch.matmul(power, self.mel_fb).transpose(1, 2)  # [B, n_mels, frames]
             db = 10.0 * torch.log10(torch.clamp(mel, min=POWER_FLOOR))
             mean = db.mean(dim=(1, 2), keepdim=True)
             std = db.std(dim=(1, 2), keepdim=True)
@@ -140,8 +193,7 @@ def log_mel_reference(wave: np.ndarray, cfg: FrontendConfig = FrontendConfig()) 
     pad = cfg.n_fft // 2
     x = np.pad(x, [(0, 0), (pad, pad)], mode="reflect")
     frames = np.lib.stride_tricks.sliding_window_view(x, cfg.n_fft, axis=1)[:, :: cfg.hop_length]
-    window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(cfg.n_fft) / cfg.n_fft)
-    power = np.abs(np.fft.rfft(frames * window, axis=-1)) ** 2  # [B, frames, bins]
+    power = np.abs(np.fft.rfft(frames * _periodic_hann(cfg.n_fft), axis=-1)) ** 2  # [B, frames, bins]
     mel = power @ mel_filterbank(cfg).astype(np.float64)
     db = 10.0 * np.log10(np.maximum(mel, POWER_FLOOR)).transpose(0, 2, 1)
     mean = db.mean(axis=(1, 2), keepdims=True)

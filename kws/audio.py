@@ -5,6 +5,7 @@ what is wrong with it, so a data-set scan can list bad files and carry on.
 """
 from __future__ import annotations
 
+import struct
 from fractions import Fraction
 from pathlib import Path
 
@@ -101,9 +102,15 @@ def load_audio(
         info = sf.info(str(p))
     except Exception as e:  # libsndfile reports unknown formats and broken headers alike
         msg = str(e).split(":", 1)[-1].strip() if ":" in str(e) else str(e)
-        if p.suffix.lower() in SUPPORTED_SUFFIXES or _looks_like_audio(p):
+        # Judge by content, not by name: a text file called x.wav is "not audio", while a
+        # file that starts like audio but fails to parse has a broken or truncated header.
+        if _looks_like_audio(p):
             raise AudioError(p, f"corrupt or truncated audio header ({msg})", "truncated") from None
         raise AudioError(p, f"not an audio file soundfile can read ({msg})", "not_audio") from None
+    short = _wav_data_shortfall(p)
+    if short is not None:
+        raise AudioError(p, f"truncated: the WAV header promises {short[0]} bytes of audio, the file "
+                         f"holds {short[1]}", "truncated")
     if info.frames == 0 or info.duration == 0:
         raise AudioError(p, "zero-length audio (no sample frames)", "empty")
     if not (MIN_SAMPLE_RATE <= info.samplerate <= MAX_SAMPLE_RATE):
@@ -127,6 +134,33 @@ def load_audio(
     check_waveform(data, p)
     mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
     return resample(mono, sr, target_sr)
+
+
+def _wav_data_shortfall(p: Path, max_chunks: int = 64) -> tuple[int, int] | None:
+    """(declared, present) byte counts when a RIFF/WAVE 'data' chunk is cut short, else None.
+
+    libsndfile silently clamps a truncated data chunk to what is on disk, so a file cut by a
+    killed copy or download would otherwise load as a shorter, wrong clip. Streaming writers
+    that leave the size at 0 or 0xFFFFFFFF ("unknown") are not flagged.
+    """
+    size = p.stat().st_size
+    with open(p, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return None  # RF64/W64/RIFX keep their sizes elsewhere; libsndfile's checks apply
+        pos = 12
+        for _ in range(max_chunks):
+            if pos + 8 > size:
+                return None
+            f.seek(pos)
+            chunk_id, chunk_size = struct.unpack("<4sI", f.read(8))
+            if chunk_id == b"data":
+                present = size - pos - 8
+                if 0 < chunk_size < 0xFFFFFFFF and chunk_size > present:
+                    return chunk_size, present
+                return None
+            pos += 8 + chunk_size + (chunk_size & 1)  # RIFF chunks are word-aligned
+    return None
 
 
 def _looks_like_audio(p: Path) -> bool:

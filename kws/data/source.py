@@ -1,0 +1,275 @@
+"""`open_source(spec)`: one interface over every data source.
+
+Specs (combine with `+`, e.g. `synth+gsc12-dev`):
+
+- `synth`           the embedded synthetic speech commands, built into the cache on first use
+- `synth:tiny`      a seconds-to-build version for tests;  `synth:N`  N clips per word
+- `gsc:PATH`        an extracted Speech Commands v0.01 / v0.02 folder
+- `folder:PATH`     your own words, `PATH/<word>/*.wav` (any rate, any length)
+- `gsc12-dev`, `gsc-v1-sample`, `fsdd-dev`   the real-speech sets in ../shared/data
+  (`gsc12-dev` is all test under the official rule; `folder:<its path>` re-splits it by speaker)
+
+Relative paths are taken from the working directory, then from the repository root (so
+`gsc:../shared/data/gsc12-dev` works from anywhere inside the repo).
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from kws.audio import SAMPLE_RATE, AudioError, load_audio
+from kws.data.cache import DEFAULT_WORKERS, REPO_ROOT, ClipSet, cache_root, open_split_cache, slug
+from kws.data.index import SPLITS, BadFile, ClipEntry, DataError, SourceIndex, canonical_split, concat_indexes
+from kws.data.layout import index_layout
+from kws.data.noise import read_segment
+from kws.data.views import FAST_TRAIN_CLIPS, LABEL_SETS, LabelsArg, LabelView, resolve_labels, stratified_subset
+from kws.labels import save_labels
+
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+SHORTCUTS: dict[str, str] = {
+    "gsc12-dev": f"gsc:{SHARED_DATA / 'gsc12-dev'}",
+    "gsc-v1-sample": f"gsc:{SHARED_DATA / 'gsc-v1-sample'}",
+    "fsdd-dev": f"folder:{SHARED_DATA / 'fsdd-dev'}",
+}
+SYNTH_SIZES = ("default", "tiny")
+SYNTH_PER_WORD = 100  # the contract's default: at least 100 clips per word
+# The synthetic set is one fixed data set (seed 0). open_source's `seed` drives sampling (fast
+# subset, silence cuts, random splits); tying it to the generator would rebuild the whole
+# set for every training seed.
+SYNTH_SEED = 0
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """One parsed part of a spec: kind "synth" | "gsc" | "folder", and its argument."""
+
+    kind: str
+    arg: str
+    text: str
+
+
+def _is_part_start(text: str) -> bool:
+    return text in SHORTCUTS or text == "synth" or text.startswith(("synth:", "gsc:", "folder:"))
+
+
+def parse_spec(spec: str) -> list[SourceSpec]:
+    """Split `A+B` and parse each part. A `+` inside a path stays part of the path."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise DataError(f"empty data source spec {spec!r}")
+    parts: list[str] = []
+    for frag in spec.strip().split("+"):
+        if parts and not _is_part_start(frag.strip()):
+            parts[-1] += "+" + frag  # e.g. folder:/data/a+b/words
+        else:
+            parts.append(frag.strip())
+    out = []
+    for text in parts:
+        full = SHORTCUTS.get(text, text)
+        kind, _, arg = full.partition(":")
+        if kind == "synth":
+            out.append(SourceSpec("synth", arg or "default", text))
+        elif kind in ("gsc", "folder") and arg:
+            out.append(SourceSpec(kind, arg, text))
+        else:
+            raise DataError(
+                f"unknown data source {text!r}; expected synth, synth:tiny, gsc:PATH, folder:PATH, "
+                f"{', '.join(SHORTCUTS)}, or several joined by '+'"
+            )
+    return out
+
+
+def resolve_path(arg: str) -> Path:
+    """A user path: as given (relative to the working directory), else relative to the repo."""
+    p = Path(arg).expanduser()
+    if not p.is_absolute() and not p.exists() and (REPO_ROOT / p).exists():
+        return (REPO_ROOT / p).resolve()
+    return p.resolve()
+
+
+def _synth_root(arg: str, root: Path) -> Path:
+    """Build (once) and return the synthetic data set folder for `synth[:SIZE|:PER_WORD]`."""
+    if arg in SYNTH_SIZES:
+        size, per_word = arg, SYNTH_PER_WORD
+    elif arg.isdigit() and int(arg) > 0:
+        size, per_word = "default", int(arg)
+    else:
+        raise DataError(f"unknown synthetic set 'synth:{arg}'; expected synth, synth:tiny or synth:<clips per word>")
+    out_dir = root / "synth" / f"{size}-pw{per_word}-seed{SYNTH_SEED}"
+    # Always ask the generator: it returns at once when its manifest matches its settings and
+    # engine versions, and rebuilds when they changed (which a file-exists check would miss).
+    try:
+        from kws.data.synth import build_synth  # lazy: TTS engines load only when needed
+    except ImportError as e:
+        raise DataError(f"synthetic speech generator unavailable (kws.data.synth): {e}") from None
+    try:
+        return Path(build_synth(out_dir, per_word=per_word, seed=SYNTH_SEED, size=size))
+    except (OSError, RuntimeError, ValueError) as e:  # e.g. no TTS engine on this machine
+        raise DataError(f"synthetic speech generation failed ({type(e).__name__}: {e})") from e
+
+
+def index_spec(part: SourceSpec, root: Path, seed: int) -> SourceIndex:
+    if part.kind == "synth":
+        folder = _synth_root(part.arg, root)
+        return index_layout(folder, "gsc", seed, name=part.text)
+    path = resolve_path(part.arg)
+    name = part.text if part.text in SHORTCUTS else f"{part.kind}:{path.name}"
+    return index_layout(path, part.kind, seed, name=name)
+
+
+class DataSource:
+    """A data source viewed through one label set: splits as ClipSets, noise, and a summary."""
+
+    def __init__(
+        self,
+        index: SourceIndex,
+        labels: LabelsArg = "35s",
+        fast: bool = False,
+        seed: int = 0,
+        cache_dir: str | Path | None = None,
+        spec: str = "",
+        workers: int = DEFAULT_WORKERS,
+    ) -> None:
+        label_tuple, notes = resolve_labels(labels, index)
+        self.index = index
+        self.view = LabelView(label_tuple)
+        self.spec = spec or index.name
+        self.fast = fast
+        self.seed = seed
+        self.workers = workers
+        self.cache_folder = cache_root(cache_dir) / "clips" / slug(index.name)
+        self._notes = list(index.notes) + notes
+        self._entries = self._select(index)
+        self._clipsets: dict[str, ClipSet] = {}
+
+    def _select(self, index: SourceIndex) -> dict[str, tuple[ClipEntry, ...]]:
+        """The entries of each split seen through the label view, and the fast subset."""
+        entries = {s: self.view.apply(index.splits[s]) for s in SPLITS}
+        kept = {e.word for s in SPLITS for e in entries[s]}
+        dropped = sorted(set(index.words) - kept)
+        if dropped:
+            self._notes.append(f"not in the label set, dropped: {', '.join(dropped)}")
+        if self.fast and len(entries["train"]) > FAST_TRAIN_CLIPS:
+            entries["train"] = stratified_subset(entries["train"], FAST_TRAIN_CLIPS, self.seed)
+            self._notes.append(f"fast mode: stratified {FAST_TRAIN_CLIPS}-clip training subset (seed {self.seed})")
+        return entries
+
+    # -- the contract
+    @property
+    def name(self) -> str:
+        return self.index.name
+
+    @property
+    def root(self) -> str:
+        return self.index.root
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.view.labels
+
+    def entries(self, split: str) -> tuple[ClipEntry, ...]:
+        """The clips of a split before decoding (bad files still included)."""
+        return self._entries[canonical_split(split)]
+
+    def split(self, split: str) -> ClipSet:
+        """The decoded split ("train", "validation", "test"); decoded into the cache on first use."""
+        split = canonical_split(split)
+        if split not in self._clipsets:
+            self._clipsets[split] = open_split_cache(
+                self._entries[split], self.cache_folder, split, self.view,
+                workers=self.workers, name=f"{self.name}/{split}",
+            )
+        return self._clipsets[split]
+
+    def build(self) -> dict[str, ClipSet]:
+        """Decode every split into the cache (no-op for splits already cached)."""
+        return {s: self.split(s) for s in SPLITS}
+
+    @functools.cached_property
+    def noise(self) -> np.ndarray:
+        """Background noise for augmentation, float32 at 16 kHz: the training part only."""
+        chunks = []
+        for seg in self.index.noise:
+            try:
+                # Whole short files (silence clips) skip the memoised loader meant for long recordings.
+                whole = seg.start == 0 and seg.stop is None
+                chunks.append(load_audio(seg.path, max_seconds=None) if whole else read_segment(seg))
+            except AudioError:
+                continue  # already listed among the bad files
+        return np.concatenate(chunks).astype(np.float32, copy=False) if chunks else np.zeros(0, np.float32)
+
+    def bad_files(self) -> list[BadFile]:
+        """Every file skipped so far: broken noise recordings and clips that failed to decode."""
+        seen: dict[str, BadFile] = {b.path: b for b in self.index.bad}
+        for cs in self._clipsets.values():
+            for b in cs.bad:
+                seen.setdefault(b.path, b)
+        return sorted(seen.values(), key=lambda b: b.path)
+
+    def summary(self) -> dict:
+        """Name, root, clip counts per split and per label, bad files (decodes splits not yet cached)."""
+        sets = self.build()
+        return {
+            "name": self.name,
+            "spec": self.spec,
+            "root": self.root,
+            "split_rule": self.index.split_rule,
+            "labels": list(self.labels),
+            "fast": self.fast,
+            "seed": self.seed,
+            "clips": {s: len(cs) for s, cs in sets.items()},
+            "per_label": {s: cs.counts() for s, cs in sets.items()},
+            "speakers": {s: len({spk for spk in cs.speakers if spk}) for s, cs in sets.items()},
+            "bad_files": [b.to_dict() for b in self.bad_files()],
+            "noise_seconds": round(len(self.noise) / SAMPLE_RATE, 2),
+            "notes": list(self._notes),
+            "cache": {s: str(cs.path) for s, cs in sets.items()},
+        }
+
+    def save_labels(self, folder: str | Path) -> Path:
+        """Write `class_labels.json` (the model's output order) into `folder`."""
+        return save_labels(self.labels, folder)
+
+    def __repr__(self) -> str:
+        return f"DataSource({self.spec!r}, labels={len(self.labels)}, fast={self.fast}, seed={self.seed})"
+
+
+def open_source(
+    spec: str,
+    labels: LabelsArg = "35s",
+    fast: bool = False,
+    seed: int = 0,
+    cache_dir: str | Path | None = None,
+    *,
+    workers: int | None = None,
+) -> DataSource:
+    """Open a data source by spec (see the module doc). Cheap: clips decode on first `split()`.
+
+    labels: "35", "35s", "12" (kws.data.LABEL_SETS), a list of labels, or None / "auto" for
+    the source's own (folder sources of custom words always keep their sorted folder names).
+    fast: a stratified 5,000-clip training subset. seed: fast subset, silence cuts and random
+    splits. cache_dir: default $KWS_CACHE or <repo>/data_cache.
+    """
+    root = cache_root(cache_dir)
+    parts = parse_spec(spec)
+    index = concat_indexes([index_spec(p, root, seed) for p in parts])
+    if not any(index.splits.values()):
+        raise DataError(f"{spec}: no clips found")
+    return DataSource(index, labels, fast, seed, cache_dir, spec=spec,
+                      workers=DEFAULT_WORKERS if workers is None else workers)
+
+
+def available_shortcuts() -> list[str]:
+    """The ../shared/data shortcuts whose folders exist here."""
+    return [name for name, full in SHORTCUTS.items() if Path(full.partition(":")[2]).is_dir()]
+
+
+def describe_labels(labels: Sequence[str]) -> str:
+    """ "35s (36)" for a named set, "custom (N)" otherwise."""
+    for name, tup in LABEL_SETS.items():
+        if tuple(labels) == tup:
+            return f"{name} ({len(tup)})"
+    return f"custom ({len(labels)})"

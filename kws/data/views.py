@@ -1,0 +1,113 @@
+"""Label views (35 / 35s / 12 / your own words) and the fast-mode training subset."""
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from kws.data.index import ClipEntry, DataError, SourceIndex
+from kws.labels import GSC12_LABELS, GSC_V2_WORDS, SILENCE, UNKNOWN
+
+LABEL_SETS: dict[str, tuple[str, ...]] = {
+    "35": GSC_V2_WORDS,
+    "35s": GSC_V2_WORDS + (SILENCE,),
+    "12": GSC12_LABELS,
+}
+# Every named set is a view of this vocabulary; a folder whose words all lie inside it can be
+# viewed through a named set (FSDD digits under "35s"), a custom vocabulary cannot.
+GSC_VOCABULARY: frozenset[str] = frozenset(GSC_V2_WORDS + (SILENCE,))
+NATURAL = ("auto", "natural", "folder")  # aliases of labels=None: the source's own labels
+FAST_TRAIN_CLIPS = 5_000
+
+LabelsArg = str | Sequence[str] | None
+
+
+@dataclass(frozen=True)
+class LabelView:
+    """Maps fine labels (folder words) to the outputs of a model.
+
+    A word that is a label maps to itself; with `_unknown_` among the labels, every other
+    word except silence maps to it (the 12-class rule, kws.labels.to_12class); otherwise the
+    word is dropped from the view.
+    """
+
+    labels: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if not self.labels or not all(isinstance(x, str) and x for x in self.labels):
+            raise DataError(f"labels must be a non-empty list of names, got {self.labels!r}")
+        if len(set(self.labels)) != len(self.labels):
+            raise DataError(f"duplicate labels in {self.labels!r}")
+
+    def target(self, word: str) -> str | None:
+        if word in self.labels:
+            return word
+        if UNKNOWN in self.labels and word != SILENCE:
+            return UNKNOWN
+        return None
+
+    def index_of(self, word: str) -> int:
+        target = self.target(word)
+        if target is None:
+            raise KeyError(word)
+        return self.labels.index(target)
+
+    def apply(self, entries: Sequence[ClipEntry]) -> tuple[ClipEntry, ...]:
+        return tuple(e for e in entries if self.target(e.word) is not None)
+
+
+def resolve_labels(labels: LabelsArg, index: SourceIndex) -> tuple[tuple[str, ...], list[str]]:
+    """The label tuple a source is viewed through, and notes explaining any substitution.
+
+    - None / "auto": the source's natural labels ("35s" for Speech Commands, sorted folder
+      names for a folder per word);
+    - "35" / "35s" / "12": that set, unless the source holds words outside the Speech
+      Commands vocabulary (a custom folder), which keeps its own labels (with a note);
+    - a sequence: exactly those labels.
+    """
+    if labels is None or (isinstance(labels, str) and labels in NATURAL):
+        return index.natural_labels, []
+    if isinstance(labels, str):
+        if labels not in LABEL_SETS:
+            raise DataError(f"unknown label set {labels!r}; expected one of {', '.join(LABEL_SETS)}, "
+                            f"'auto', or a list of labels")
+        custom = sorted(set(index.words) - GSC_VOCABULARY)
+        if custom:
+            shown = ", ".join(custom[:5]) + (" ..." if len(custom) > 5 else "")
+            return index.natural_labels, [f"words outside the Speech Commands vocabulary ({shown}): "
+                                          f"label set {labels!r} replaced by the source's own labels"]
+        return LABEL_SETS[labels], []
+    return tuple(labels), []
+
+
+def stratified_subset(entries: Sequence[ClipEntry], n: int, seed: int) -> tuple[ClipEntry, ...]:
+    """A seeded subset of `n` entries with each word's share preserved (largest remainder).
+
+    Stratified by the fine word, not the view's label, so the "35s" and "12" views of a
+    source pick the same clips (and share one cache). Every word keeps at least one clip.
+    """
+    if len(entries) <= n:
+        return tuple(entries)
+    by_word: dict[str, list[int]] = defaultdict(list)
+    for i, e in enumerate(entries):
+        by_word[e.word].append(i)
+    words = sorted(by_word)
+    exact = np.array([len(by_word[w]) * n / len(entries) for w in words])
+    quota = np.maximum(np.floor(exact).astype(int), 1)
+    # Hand out what is left by largest remainder (ties broken by word order: deterministic).
+    left = n - int(quota.sum())
+    if left > 0:
+        for k in np.argsort(-(exact - np.floor(exact)), kind="stable")[:left]:
+            quota[k] += 1
+    while left < 0:  # the one-clip minimum overshot: take back from the biggest words
+        quota[int(np.argmax(quota))] -= 1
+        left += 1
+    chosen: list[int] = []
+    for w, q in zip(words, quota):
+        idx = by_word[w]
+        rng = np.random.default_rng([seed, int(hashlib.sha1(w.encode()).hexdigest()[:8], 16)])
+        chosen += [idx[j] for j in rng.choice(len(idx), size=min(int(q), len(idx)), replace=False)]
+    return tuple(entries[i] for i in sorted(chosen))

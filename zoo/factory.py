@@ -103,7 +103,11 @@ def load_imagenet_file(backbone: nn.Module, path: str | Path, in_chans: int) -> 
     if key in sd and sd[key].shape[1] != in_chans:
         sd[key] = adapt_input_conv(in_chans, sd[key])
     sd = {k: v for k, v in sd.items() if not k.startswith(classifier + ".")}
-    missing, unexpected = backbone.load_state_dict(sd, strict=False)
+    try:
+        missing, unexpected = backbone.load_state_dict(sd, strict=False)
+    except RuntimeError as e:  # shape mismatches: a checkpoint of another architecture
+        first = next((ln.strip() for ln in str(e).splitlines()[1:] if ln.strip()), str(e))
+        raise ValueError(f"{path}: does not match the {type(backbone).__name__} backbone ({first})") from None
     if missing or unexpected:
         raise ValueError(f"{path}: does not match the {type(backbone).__name__} backbone "
                          f"(missing {missing[:5]}, unexpected {unexpected[:5]})")

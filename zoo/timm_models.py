@@ -10,7 +10,8 @@ from zoo.registry import register_model
 @register_model
 def efficientnet_b0(**kw) -> nn.Module:
     """The default: EfficientNet-B0 with stochastic depth 0.2, as in the seed."""
-    return build_timm("efficientnet_b0", "efficientnet_b0", drop_path_rate=0.2, **kw)
+    kw.setdefault("drop_path_rate", 0.2)  # a checkpoint's saved kwargs carry it too: no duplicate argument
+    return build_timm("efficientnet_b0", "efficientnet_b0", **kw)
 
 
 @register_model

@@ -1,0 +1,424 @@
+"""The training loop: any zoo model on any kws.data source, one process or DDP, resumable.
+
+    run_dir = train(TrainConfig(model="dscnn", data="synth:tiny"))
+
+Per epoch: train (device-side augmentation, AMP, grad accumulation, clipping, warm-restart
+cosine schedule stepped every optimiser step), validate, write metrics.csv, curves.png,
+best/last checkpoints and train_state.safetensors (everything a resume needs). At the end
+the best checkpoint is scored on the test split: report.json / report.md / confusion.png.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import os
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+import zoo
+from kws.labels import save_labels
+from kws.train import dist
+from kws.train.augment import Augmenter, mixup_target_accuracy
+from kws.train.config import CONFIG_FILE, RESUME_OVERRIDES, ConfigError, TrainConfig, load_run_config, save_yaml
+from kws.train.loader import ClipBatches, make_loader, to_device
+from kws.train.report import (
+    METRICS_FILE, build_report, plot_confusion, plot_curves, read_metrics, write_metrics, write_report,
+)
+from kws.train.state import STATE_FILE, apply_state, load_state, save_state
+
+
+class FeaturesIn(nn.Module):
+    """log-mel -> logits. DDP wraps this: the frontend has no parameters and runs before it, under no_grad."""
+
+    def __init__(self, model: zoo.KWSModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_features(feats)
+
+
+def amp_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
+    if cfg.amp == "off" or (cfg.amp == "auto" and device.type != "cuda"):
+        return None  # CPU autocast is rarely faster for convnets, and fp32 keeps CPU runs bit-reproducible
+    if cfg.amp == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}[cfg.amp]
+
+
+@dataclasses.dataclass
+class Engine:
+    """Everything one optimisation step needs; shared by the trainer and the throughput bench."""
+
+    cfg: TrainConfig
+    env: dist.Env
+    model: zoo.KWSModel
+    net: nn.Module  # FeaturesIn(model), DDP-wrapped when distributed
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.CosineAnnealingWarmRestarts
+    scaler: torch.amp.GradScaler
+    augmenter: Augmenter
+    amp: torch.dtype | None
+    memory_format: torch.memory_format
+
+    def autocast(self):
+        if self.amp is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.env.device.type, dtype=self.amp)
+
+    @torch.no_grad()
+    def inputs(self, x: torch.Tensor, y: torch.Tensor, train: bool = True
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
+        """Waveforms on the device -> (features, labels, mixup partner labels, lambda)."""
+        aug = self.cfg.augment and train
+        if aug:
+            x = self.augmenter.wave(x)
+        feats = self.model.frontend(x)
+        y2, lam = y, 1.0
+        if aug:
+            feats = self.augmenter.spec(feats)
+            feats, y2, lam = self.augmenter.mixup(feats, y)
+        return feats.contiguous(memory_format=self.memory_format), y, y2, lam
+
+    def loss(self, logits: torch.Tensor, y: torch.Tensor, y2: torch.Tensor, lam: float) -> torch.Tensor:
+        ls = self.cfg.label_smoothing
+        loss = F.cross_entropy(logits.float(), y, label_smoothing=ls)
+        if lam < 1.0:
+            loss = lam * loss + (1.0 - lam) * F.cross_entropy(logits.float(), y2, label_smoothing=ls)
+        return loss
+
+    def micro_step(self, x: torch.Tensor, y: torch.Tensor, sync: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """Forward + backward of one micro-batch; gradients all-reduce only when `sync`."""
+        feats, y, y2, lam = self.inputs(x, y)
+        no_sync = self.net.no_sync if (self.env.distributed and not sync) else contextlib.nullcontext
+        with no_sync():
+            with self.autocast():
+                logits = self.net(feats)
+            loss = self.loss(logits, y, y2, lam)
+            self.scaler.scale(loss / self.cfg.accum_steps).backward()
+        return loss.detach(), mixup_target_accuracy(logits.detach(), y, y2, lam)
+
+    def optimizer_step(self) -> None:
+        if self.cfg.grad_clip > 0:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+
+
+def build_engine(cfg: TrainConfig, env: dist.Env, labels: tuple[str, ...], noise: np.ndarray | None,
+                 load_pretrained: bool = True) -> Engine:
+    torch.manual_seed(cfg.seed)  # identical initial weights on every rank
+    kw: dict[str, Any] = {}
+    if load_pretrained:
+        kw = {"pretrained": cfg.pretrained, "pretrained_file": cfg.pretrained_file}
+    try:
+        model = zoo.create_model(cfg.model, labels=labels, **{k: v for k, v in kw.items() if v})
+    except ValueError as e:  # unknown model name, a pretrained file of another architecture
+        raise ConfigError(str(e)) from None
+    cuda = env.device.type == "cuda"
+    channels_last = cuda if cfg.channels_last is None else cfg.channels_last
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.to(env.device, memory_format=memory_format)
+    net: nn.Module = FeaturesIn(model)
+    if env.distributed:
+        # The frontend's constant buffers (a 4 MB DFT kernel) would otherwise be re-broadcast
+        # every step; BatchNorm statistics still are.
+        constants = [f"model.frontend.{n}" for n, _ in model.frontend.named_buffers()]
+        DDP = nn.parallel.DistributedDataParallel
+        DDP._set_params_and_buffers_to_ignore_for_model(net, constants)
+        net = DDP(net, device_ids=[env.device.index] if cuda else None)
+    # fused AdamW: one kernel for all parameters on CUDA; the foreach default elsewhere
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                  fused=True if cuda else None)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(optimizer, T_0=cfg.t0, T_mult=cfg.t_mult,
+                                                                     eta_min=cfg.eta_min)
+    amp = amp_dtype(cfg, env.device)
+    scaler = torch.amp.GradScaler(env.device.type, enabled=amp is torch.float16)
+    # Dropout and drop-path draw from the global generator: differ across ranks, fixed per seed.
+    torch.manual_seed(cfg.seed + 7919 * env.rank)
+    augmenter = Augmenter(cfg, model.cfg.frontend, noise, env.device, seed=cfg.seed * 1_000_003 + env.rank)
+    return Engine(cfg, env, model, net, optimizer, scheduler, scaler, augmenter, amp, memory_format)
+
+
+def configure_torch(cfg: TrainConfig, device: torch.device) -> None:
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    if cfg.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it for determinism
+        # CPU: every op used here is deterministic. CUDA: a few backward kernels (adaptive
+        # average pooling) have no deterministic version; warn about them instead of refusing.
+        torch.use_deterministic_algorithms(True, warn_only=device.type == "cuda")
+        torch.backends.cudnn.deterministic = True
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = cfg.cudnn_benchmark and not cfg.deterministic
+        torch.backends.cuda.matmul.allow_tf32 = not cfg.deterministic  # TF32: ~free speed for fp32 parts
+        torch.backends.cudnn.allow_tf32 = not cfg.deterministic
+
+
+# --------------------------------------------------------------------------- epochs
+
+def train_epoch(eng: Engine, loader, epoch: int, bar: tqdm, deadline: float | None
+                ) -> tuple[dict[str, float], bool]:
+    """One pass over the (sharded) training set. Returns (all-reduced metrics, out of time)."""
+    env, cfg = eng.env, eng.cfg
+    eng.model.train()
+    n_batches = len(loader)
+    n_opt = math.ceil(n_batches / cfg.accum_steps)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=env.device)
+    correct = torch.zeros((), dtype=torch.int64, device=env.device)
+    count = torch.zeros((), dtype=torch.int64, device=env.device)
+    timed_out = False
+    for i, batch in enumerate(loader):
+        x, y = to_device(batch, env.device)
+        last_micro = (i + 1) % cfg.accum_steps == 0 or i + 1 == n_batches
+        loss, ok = eng.micro_step(x, y, sync=last_micro)
+        if last_micro:
+            eng.optimizer_step()
+            # fractional epochs: the cosine decays smoothly within an epoch, as the PyTorch docs advise
+            eng.scheduler.step(epoch + math.ceil((i + 1) / cfg.accum_steps) / n_opt)
+        loss_sum += loss.double() * y.shape[0]
+        correct += ok
+        count += y.shape[0]
+        if not bar.disable:
+            bar.update(y.shape[0] * env.world)
+            if i % 10 == 0 or i + 1 == n_batches:  # .item() syncs the GPU: not every step
+                bar.set_postfix(loss=f"{loss_sum.item() / count.item():.3f}",
+                                acc=f"{correct.item() / count.item():.3f}", refresh=False)
+        # every rank checks at the same step, so all stop together
+        if deadline is not None and i % 10 == 9 and dist.any_true(env, time.monotonic() > deadline):
+            timed_out = True
+            break
+    dist.all_sum(env, loss_sum, correct, count)
+    n = max(int(count.item()), 1)
+    return {"train_loss": loss_sum.item() / n, "train_acc": correct.item() / n,
+            "train_samples": int(count.item())}, timed_out
+
+
+@torch.no_grad()
+def evaluate(eng: Engine, loader, n_classes: int) -> tuple[float, np.ndarray]:
+    """(mean cross-entropy, confusion matrix [true, predicted]) over the whole split, all ranks summed.
+
+    Plain cross-entropy, no label smoothing: the validation loss that early stopping watches
+    is the model's actual NLL, not the training objective.
+    """
+    env = eng.env
+    eng.model.eval()
+    loss_sum = torch.zeros((), dtype=torch.float64, device=env.device)
+    counts = np.zeros(n_classes * n_classes, dtype=np.int64)
+    for batch in loader:
+        x, y = to_device(batch, env.device)
+        feats, *_ = eng.inputs(x, y, train=False)
+        with eng.autocast():
+            logits = eng.model.forward_features(feats)  # unwrapped: ranks may hold different batch counts
+        loss_sum += F.cross_entropy(logits.float(), y, reduction="sum").double()
+        # counted on the host: CUDA's bincount is non-deterministic (and refused in deterministic mode)
+        pairs = (y * n_classes + logits.argmax(1)).cpu().numpy()
+        counts += np.bincount(pairs, minlength=n_classes * n_classes)
+    cm = torch.from_numpy(counts).to(env.device)
+    dist.all_sum(env, loss_sum, cm)
+    cm_np = cm.view(n_classes, n_classes).cpu().numpy()
+    return loss_sum.item() / max(int(cm_np.sum()), 1), cm_np
+
+
+# --------------------------------------------------------------------------- the run
+
+def new_run_dir(cfg: TrainConfig) -> Path:
+    if cfg.out:
+        return Path(cfg.out)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = Path(cfg.runs_dir) / f"{cfg.model}-{stamp}"
+    k = 1
+    while path.exists():
+        path, k = Path(cfg.runs_dir) / f"{cfg.model}-{stamp}-{k}", k + 1
+    return path
+
+
+def resume_config(run_dir: Path, overrides: dict[str, Any]) -> TrainConfig:
+    """The run's saved config, with only the overrides that keep it the same run."""
+    saved = load_run_config(run_dir)
+    changed = {k: v for k, v in overrides.items() if getattr(saved, k) != v}
+    bad = sorted(set(changed) - RESUME_OVERRIDES)
+    if bad:
+        raise ConfigError(f"{run_dir}: cannot change {', '.join(bad)} when resuming (that would be another run); "
+                          f"allowed: {', '.join(sorted(RESUME_OVERRIDES))}")
+    return dataclasses.replace(saved, **changed)
+
+
+def open_data(cfg: TrainConfig, env: dist.Env):
+    from kws.data import DataError, open_source
+
+    def load():
+        src = open_source(cfg.data, labels=cfg.labels, fast=cfg.fast, seed=cfg.seed, cache_dir=cfg.cache_dir)
+        return src, src.split("train"), src.split("validation")
+
+    # Rank 0 decodes into the cache first; the others then only memory-map it.
+    if env.main:
+        out = load()
+    dist.barrier(env)
+    if not env.main:
+        out = load()
+    src, tr, va = out
+    if len(tr) == 0:
+        raise DataError(f"{cfg.data}: the training split is empty")
+    if len(va) == 0:
+        raise DataError(f"{cfg.data}: the validation split is empty; early stopping and the best "
+                        f"checkpoint need validation clips")
+    return src, tr, va
+
+
+def train(cfg: TrainConfig, resume: str | Path | None = None, stop_after_epochs: int = 0) -> Path:
+    """Train (or resume) a run; returns its folder.
+
+    stop_after_epochs: test hook that ends this invocation after that many epochs exactly as a
+    kill after the epoch's checkpoint would (no final report), for the resume tests.
+    """
+    env = dist.setup(cfg.device)
+    try:
+        with torch_settings_restored():
+            return _train(cfg, env, Path(resume) if resume else None, stop_after_epochs)
+    finally:
+        dist.teardown(env)
+
+
+@contextlib.contextmanager
+def torch_settings_restored():
+    """Undo configure_torch's process-wide switches when train() is called in-process (tests, notebooks)."""
+    saved = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(),
+             torch.is_deterministic_algorithms_warn_only_enabled(), torch.backends.cudnn.benchmark,
+             torch.backends.cudnn.deterministic)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved[0])
+        torch.use_deterministic_algorithms(saved[1], warn_only=saved[2])
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = saved[3], saved[4]
+
+
+def _train(cfg: TrainConfig, env: dist.Env, resume: Path | None, stop_after_epochs: int) -> Path:
+    configure_torch(cfg, env.device)
+    t_start = time.monotonic()
+    deadline = t_start + cfg.max_minutes * 60 if cfg.max_minutes > 0 else None
+    src, train_cs, val_cs = open_data(cfg, env)
+    labels = tuple(src.labels)
+    eng = build_engine(cfg, env, labels, src.noise, load_pretrained=resume is None)
+
+    run_dir = Path(dist.broadcast_str(env, str(resume if resume else new_run_dir(cfg))))
+    state_path = run_dir / STATE_FILE
+    progress: dict[str, Any] = {"epoch": 0, "best_val_loss": math.inf, "best_epoch": 0, "bad_epochs": 0,
+                                "stop_reason": None}
+    rows: list[dict[str, Any]] = []
+    if resume:
+        tensors, meta = load_state(state_path)
+        progress = apply_state(tensors, meta, model=eng.model, optimizer=eng.optimizer, scheduler=eng.scheduler,
+                               scaler=eng.scaler, augmenter=eng.augmenter)
+        # A kill between the CSV and the state file leaves extra rows: the state file is the truth.
+        rows = [r for r in read_metrics(run_dir / METRICS_FILE) if r["epoch"] <= progress["epoch"]]
+    elif env.main:
+        if (run_dir / STATE_FILE).exists():
+            raise ConfigError(f"{run_dir}: already holds a run; continue it with --resume {run_dir} or pick another --out")
+        run_dir.mkdir(parents=True, exist_ok=True)
+    if env.main:
+        save_yaml(cfg, run_dir / CONFIG_FILE)
+        save_labels(labels, run_dir)
+        print(f"run {run_dir}: {cfg.model} ({zoo.count_params(eng.model):,} params) on {cfg.data} "
+              f"[{len(labels)} labels, {len(train_cs)} train / {len(val_cs)} val clips], device {env.device}"
+              f" x{env.world}, amp {eng.amp}, effective batch {cfg.batch_size * cfg.accum_steps * env.world}"
+              + (f", resuming after epoch {progress['epoch']}" if resume else ""), flush=True)
+
+    workers = cfg.workers if cfg.workers is not None else (4 if env.device.type == "cuda" else 0)
+    pin = cfg.pin_memory if cfg.pin_memory is not None else env.device.type == "cuda"
+    train_loader = make_loader(ClipBatches(train_cs.waves, train_cs.y), cfg.batch_size, train=True, seed=cfg.seed,
+                               rank=env.rank, world=env.world, workers=workers, pin_memory=pin)
+    val_loader = make_loader(ClipBatches(val_cs.waves, val_cs.y), cfg.batch_size * 2, train=False, seed=cfg.seed,
+                             rank=env.rank, world=env.world, workers=min(workers, 2), pin_memory=pin)
+
+    epochs_here = 0
+    while progress["epoch"] < cfg.epochs and progress["bad_epochs"] < cfg.patience:
+        epoch = progress["epoch"]
+        train_loader.batch_sampler.sampler.set_epoch(epoch)
+        bar = tqdm(total=len(train_loader) * cfg.batch_size * env.world, unit="clip", unit_scale=True,
+                   desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, dynamic_ncols=True,
+                   disable=not (env.main and cfg.progress))
+        t0 = time.monotonic()
+        tr, timed_out = train_epoch(eng, train_loader, epoch, bar, deadline)
+        bar.close()
+        train_s = time.monotonic() - t0
+        val_loss, cm = evaluate(eng, val_loader, len(labels))
+        val_acc = float(np.trace(cm) / max(cm.sum(), 1))
+        improved = val_loss < progress["best_val_loss"]
+        progress["epoch"] = epoch + 1
+        if improved:
+            progress.update(best_val_loss=val_loss, best_epoch=epoch + 1, bad_epochs=0)
+        else:
+            progress["bad_epochs"] += 1
+        out_of_time = timed_out or (deadline is not None and dist.any_true(env, time.monotonic() > deadline))
+        if progress["bad_epochs"] >= cfg.patience:
+            progress["stop_reason"] = f"early stopping: no val-loss improvement for {cfg.patience} epochs"
+        elif progress["epoch"] >= cfg.epochs:
+            progress["stop_reason"] = "epochs done"
+        elif out_of_time:
+            progress["stop_reason"] = (f"time budget of {cfg.max_minutes} min"
+                                       + (f" (epoch {epoch + 1} cut short)" if timed_out else ""))
+        row = {"epoch": epoch + 1, "lr": eng.optimizer.param_groups[0]["lr"], **tr, "val_loss": val_loss,
+               "val_acc": val_acc, "epoch_s": train_s, "samples_per_s": tr["train_samples"] / max(train_s, 1e-9),
+               "best": int(improved)}
+        rows.append(row)
+        if env.main:
+            write_metrics(run_dir / METRICS_FILE, rows)
+            plot_curves(rows, run_dir / "curves.png")
+            meta = {"epoch": epoch + 1, "val_loss": val_loss, "val_acc": val_acc, "data": cfg.data,
+                    "label_set": cfg.labels, "run": run_dir.name}
+            if improved:
+                zoo.save_checkpoint(eng.model, run_dir / zoo.checkpoint.BEST, meta)
+            zoo.save_checkpoint(eng.model, run_dir / zoo.checkpoint.LAST, meta)
+            # Last: the state file is the commit mark of the epoch.
+            save_state(state_path, model=eng.model, optimizer=eng.optimizer, scheduler=eng.scheduler,
+                       scaler=eng.scaler, augment_state=eng.augmenter.state(), progress=progress)
+            print(f"epoch {epoch + 1:3d}  lr {row['lr']:.2e}  train {tr['train_loss']:.4f}/{tr['train_acc']:.3f}  "
+                  f"val {val_loss:.4f}/{val_acc:.3f}{'  *' if improved else ''}  "
+                  f"{row['samples_per_s']:.0f} clips/s", flush=True)
+        epochs_here += 1
+        if out_of_time or (stop_after_epochs and epochs_here >= stop_after_epochs):
+            break
+    if stop_after_epochs and epochs_here >= stop_after_epochs and progress["stop_reason"] is None:
+        return run_dir  # the test hook: leave the run as a kill would
+
+    dist.barrier(env)  # best.safetensors is on disk for every rank
+    final_report(eng, src, run_dir, cfg, progress, time.monotonic() - t_start)
+    return run_dir
+
+
+def final_report(eng: Engine, src, run_dir: Path, cfg: TrainConfig, progress: dict, seconds: float) -> None:
+    """Score the best checkpoint on the test split (validation if the source has no test clips)."""
+    env = eng.env
+    best, _ = zoo.load_checkpoint(run_dir / zoo.checkpoint.BEST)
+    eng.model.load_state_dict(best.state_dict())
+    split = "test" if len(src.split("test")) else "validation"
+    cs = src.split(split)
+    loader = make_loader(ClipBatches(cs.waves, cs.y), cfg.batch_size * 2, train=False, seed=cfg.seed,
+                         rank=env.rank, world=env.world)
+    loss, cm = evaluate(eng, loader, len(src.labels))
+    if not env.main:
+        return
+    info = {"model": cfg.model, "data": cfg.data, "split": split, "checkpoint": f"best (epoch {progress['best_epoch']})",
+            "epochs_trained": progress["epoch"], "stop_reason": progress["stop_reason"],
+            "params": zoo.count_params(eng.model), "test_loss": loss, "train_minutes": round(seconds / 60, 2)}
+    rep = build_report(cm, src.labels, info)
+    write_report(run_dir, rep)
+    plot_confusion(cm, src.labels, run_dir / "confusion.png",
+                   f"{cfg.model} on {split} ({cfg.data}): accuracy {rep['accuracy']:.3f}")
+    extra = f", 12-class {rep['gsc12']['accuracy']:.4f}" if "gsc12" in rep else ""
+    print(f"{split}: accuracy {rep['accuracy']:.4f}, macro F1 {rep['macro_f1']:.4f}{extra} -> {run_dir}", flush=True)

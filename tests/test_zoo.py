@@ -1,0 +1,141 @@
+"""The zoo: every registered model builds, runs, trains a step, exports to ONNX; pretrained files load."""
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import zoo
+from kws.audio import CLIP_SAMPLES
+
+MODELS = zoo.list_models()
+N_CLASSES = 36
+
+
+def test_registry_holds_the_issue_families():
+    assert {"efficientnet_b0", "mobilenetv3_small_100", "mobilenetv3_large_100", "resnet18", "resnet34",
+            "dscnn"} <= set(MODELS)
+    assert zoo.list_models("resnet*") == ["resnet18", "resnet34"]
+    with pytest.raises(ValueError, match="unknown model 'nope'.*registered: "):
+        zoo.create_model("nope")
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_forward_backward_onnx(name):
+    torch.manual_seed(0)
+    model = zoo.create_model(name, num_classes=N_CLASSES)
+    assert model.cfg.num_classes == N_CLASSES and len(model.labels) == N_CLASSES
+    x = 0.1 * torch.randn(3, CLIP_SAMPLES)
+
+    # a training step changes the weights, with finite gradients everywhere
+    model.train()
+    logits = model(x)
+    assert logits.shape == (3, N_CLASSES) and torch.isfinite(logits).all()
+    loss = torch.nn.functional.cross_entropy(logits, torch.tensor([0, 1, 2]))
+    loss.backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    before = model.head[-1].weight.detach().clone()
+    torch.optim.SGD(model.parameters(), lr=0.1).step()
+    assert not torch.equal(before, model.head[-1].weight)
+
+    # eval is deterministic, and forward_features on the frontend's output is forward
+    model.eval()
+    with torch.no_grad():
+        ref = model(x)
+        assert torch.allclose(ref, model.forward_features(model.frontend(x)), atol=1e-5)
+    assert torch.isfinite(ref).all()
+
+    # ONNX: the DFT-as-Conv frontend path, run by onnxruntime, gives the same logits
+    import onnxruntime as ort
+
+    model.frontend.use_fft = False
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # TorchScript-exporter deprecation notice
+        torch.onnx.export(model, (x,), buf, dynamo=False, input_names=["wave"], output_names=["logits"],
+                          dynamic_axes={"wave": {0: "batch"}, "logits": {0: "batch"}})
+    sess = ort.InferenceSession(buf.getvalue(), providers=["CPUExecutionProvider"])
+    out = sess.run(None, {"wave": x[:2].numpy()})[0]  # another batch size than traced: dynamic axis
+    np.testing.assert_allclose(out, ref[:2].numpy(), rtol=1e-3, atol=1e-4 * float(ref.abs().max()) + 1e-6)
+
+    macs = zoo.count_macs(model)
+    params = zoo.count_params(model)
+    assert params > 0 and macs > params  # every conv weight is used at many positions
+    if name == "dscnn":
+        assert params <= 100_000, f"the tiny KWS net must stay under 100 k parameters, has {params}"
+
+
+def _imagenet_state_dict(timm_name: str) -> dict[str, torch.Tensor]:
+    """What a timm ImageNet checkpoint holds: 3-channel stem, 1000-class classifier."""
+    import timm
+
+    torch.manual_seed(1)
+    return {k: v.clone() for k, v in timm.create_model(timm_name, num_classes=1000).state_dict().items()}
+
+
+@pytest.mark.parametrize("fmt", ["safetensors", "pth"])
+def test_pretrained_file_loads_and_adapts_the_stem(tmp_path, fmt):
+    from safetensors.torch import save_file
+
+    sd = _imagenet_state_dict("mobilenetv3_small_100")
+    path = tmp_path / f"mnv3.{fmt}"
+    if fmt == "safetensors":
+        save_file(sd, str(path))
+    else:
+        torch.save(sd, path)  # a plain state dict, read back with weights_only=True
+    # one log-mel plane in: the 3-channel stem is summed into a 1-channel one
+    model = zoo.create_model("mobilenetv3_small_100", num_classes=N_CLASSES, in_chans=1, pretrained_file=str(path))
+    assert model.cfg.frontend.in_chans == 1
+    got = model.backbone.state_dict()
+    assert got["conv_stem.weight"].shape[1] == 1
+    torch.testing.assert_close(got["conv_stem.weight"], sd["conv_stem.weight"].sum(1, keepdim=True))
+    # every other backbone tensor landed as is; the ImageNet classifier was dropped
+    for key in ("blocks.2.0.conv_pw.weight", "bn1.running_var", "conv_head.weight"):
+        torch.testing.assert_close(got[key], sd[key])
+    assert not any(k.startswith("classifier.") for k in got)
+    # the zoo's default for timm models replicates the plane 3 times: the stem loads unchanged
+    rgb = zoo.create_model("mobilenetv3_small_100", num_classes=N_CLASSES, pretrained_file=str(path))
+    torch.testing.assert_close(rgb.backbone.state_dict()["conv_stem.weight"], sd["conv_stem.weight"])
+    # a model built without the file differs (the test above is not vacuous)
+    fresh = zoo.create_model("mobilenetv3_small_100", num_classes=N_CLASSES).backbone.state_dict()
+    assert not torch.equal(fresh["blocks.2.0.conv_pw.weight"], sd["blocks.2.0.conv_pw.weight"])
+
+
+def test_pretrained_file_for_another_architecture_fails_clearly(tmp_path):
+    from safetensors.torch import save_file
+
+    path = tmp_path / "resnet18.safetensors"
+    save_file(_imagenet_state_dict("resnet18"), str(path))
+    with pytest.raises(ValueError, match=r"resnet18\.safetensors: does not match"):
+        zoo.create_model("mobilenetv3_small_100", pretrained_file=str(path))
+    with pytest.raises(FileNotFoundError, match="missing.pth: weights file not found"):
+        zoo.create_model("resnet18", pretrained_file=str(tmp_path / "missing.pth"))
+
+
+def test_pretrained_offline_names_the_file_option(tmp_path, monkeypatch):
+    import huggingface_hub.constants as hf
+
+    # Offline and with an empty cache, the hub must not be tried for long and the message must
+    # tell the user what to do instead.
+    monkeypatch.setattr(hf, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(hf, "HF_HUB_CACHE", str(tmp_path))
+    with pytest.raises(zoo.PretrainedUnavailable, match="--pretrained-file PATH"):
+        zoo.create_model("mobilenetv3_small_100", pretrained=True)
+
+
+def test_train_cli_reports_offline_pretrained(tmp_path, monkeypatch, capsys):
+    import huggingface_hub.constants as hf
+
+    import train
+
+    monkeypatch.setattr(hf, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(hf, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    rc = train.main(["--model", "mobilenetv3_small_100", "--pretrained", "--data", "synth:tiny",
+                     "--out", str(tmp_path / "run"), "--epochs", "1", "--no-progress"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "train.py: error:" in err and "--pretrained-file" in err

@@ -1,0 +1,490 @@
+"""PyTorch model -> ONNX (waveform in, probabilities out), checked for parity, cached by weights hash.
+
+The graph is built from two traces joined at a named tensor: the frontend (whatever
+`model.frontend` traces to with `use_fft=False`: plain ONNX ops, no STFT/DFT) and the
+network (`forward_features` + softmax). The join tensor is called `features`, so that
+int8 quantization can cut the graph there and never touch the log-mel part, whatever
+exporter or frontend formulation made the graph.
+
+Exporter: the TorchScript one (`dynamo=False`). It traces the frontend's real-valued DFT
+and timm's backbones in seconds and gives stable, readable node names; the dynamo exporter
+works too but takes several times longer per model and its output needs the same cleanup.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import io
+import json
+import os
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+import numpy as np
+
+from backends.base import ModelFileError
+from backends.clips import REPO, Clips, get_clips
+from backends.meta import FEATURES_TENSOR, FORMAT, read_onnx_info
+from kws.fsutil import atomic_path, atomic_write_json
+
+if TYPE_CHECKING:
+    import onnx
+    import torch
+
+    from zoo.model import KWSModel
+
+DEFAULT_OPSET = 17  # >= 17 for LayerNormalization-era ops; 18 exports and runs identically (tested)
+EXPORT_VERSION = "1"  # bump when the graph recipe changes: invalidates every cached export
+WAVEFORM_INPUT, FEATURES_INPUT, OUTPUT = "waveform", FEATURES_TENSOR, "probs"
+PARITY_CLIPS = 64
+
+
+class ParityError(RuntimeError):
+    """The exported graph does not give PyTorch's answers."""
+
+
+@dataclass(frozen=True)
+class Parity:
+    clips: str  # which clips (real / synthetic)
+    n: int
+    max_abs_diff: float  # on probabilities
+    top1_agreement: float  # fraction of clips with the same argmax
+    reference: str  # what the ONNX model was compared against
+
+    def line(self) -> str:
+        return (f"parity vs {self.reference} on {self.n} clips: top-1 agreement {self.top1_agreement:.2%}, "
+                f"max |dprob| {self.max_abs_diff:.2e} ({self.clips})")
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    path: str
+    input_kind: str
+    opset: int
+    parity: Parity | None
+    seconds: float
+    bytes: int
+
+
+def exports_dir() -> Path:
+    """Where cached exports live: $KWS_EXPORTS, else <repo>/exports (git-ignored)."""
+    return Path(os.environ.get("KWS_EXPORTS", REPO / "exports"))
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def tool_versions() -> dict[str, str]:
+    import onnx
+    import onnxruntime
+    import torch
+
+    return {"torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__,
+            "exporter": "torch.onnx (TorchScript, dynamo=False)", "export_version": EXPORT_VERSION}
+
+
+# ---------------------------------------------------------------------------------------------
+# torch side
+
+
+def prepare_for_export(model: "KWSModel") -> "KWSModel":
+    """A copy in eval mode with the export frontend and Linear+BatchNorm1d folded.
+
+    The exporter folds Conv+BN itself but leaves BatchNorm1d after a Linear (the seed's
+    progressive head) as a separate op; folding it removes three ops per head at no cost.
+    """
+    import torch
+    from torch import nn
+    from torch.nn.utils.fusion import fuse_linear_bn_eval
+
+    m = copy.deepcopy(model).eval().float()
+    m.frontend.use_fft = False
+    for seq in m.modules():
+        if not isinstance(seq, nn.Sequential):
+            continue
+        names = list(seq._modules)
+        for a, b in zip(names, names[1:]):
+            lin, bn = seq._modules[a], seq._modules[b]
+            if isinstance(lin, nn.Linear) and isinstance(bn, nn.BatchNorm1d) and bn.track_running_stats:
+                seq._modules[a] = fuse_linear_bn_eval(lin, bn)
+                seq._modules[b] = nn.Identity()
+    for p in m.parameters():
+        p.requires_grad_(False)
+    return m
+
+
+def _trace(module: "torch.nn.Module", example: "torch.Tensor", input_name: str, output_name: str,
+           opset: int) -> "onnx.ModelProto":
+    import onnx
+    import torch
+
+    buf = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # TracerWarnings about shape-dependent Python ints
+        torch.onnx.export(module, (example,), buf, input_names=[input_name], output_names=[output_name],
+                          dynamic_axes={input_name: {0: "batch"}, output_name: {0: "batch"}},
+                          opset_version=opset, do_constant_folding=True, dynamo=False)
+    return onnx.load_from_string(buf.getvalue())
+
+
+def _net(model: "KWSModel") -> "torch.nn.Module":
+    """features -> probabilities: the network part of a KWSModel, with the softmax in the graph."""
+    import torch
+
+    class Net(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, feats: torch.Tensor) -> torch.Tensor:
+            return torch.softmax(self.model.forward_features(feats), dim=-1)
+
+    return Net().eval()
+
+
+def join(frontend: "onnx.ModelProto", net: "onnx.ModelProto") -> "onnx.ModelProto":
+    """frontend (waveform -> features) + net (features -> probs) as one graph, joined at `features`."""
+    import onnx
+    from onnx import compose
+
+    frontend = _prefix_internal(frontend, "frontend/")
+    frontend.ir_version = net.ir_version = min(frontend.ir_version, net.ir_version)
+    # the quantizer may add the com.microsoft domain to the net: give both sides the union
+    ops: dict[str, int] = {}
+    for m in (frontend, net):
+        for o in m.opset_import:
+            ops[o.domain] = max(ops.get(o.domain, 0), o.version)
+    for m in (frontend, net):
+        del m.opset_import[:]
+        m.opset_import.extend(onnx.helper.make_opsetid(d, v) for d, v in ops.items())
+    return compose.merge_models(frontend, net, io_map=[(FEATURES_TENSOR, FEATURES_TENSOR)])
+
+
+def _prefix_internal(model: "onnx.ModelProto", prefix: str) -> "onnx.ModelProto":
+    """Prefix node names and internal tensor names (not the graph's inputs/outputs), so two graphs
+    can be joined without clashes and the frontend's nodes are recognisable by name.
+    (onnx.compose.add_prefix renames the graph outputs of some graphs despite rename_outputs=False.)"""
+    import onnx
+
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    g = m.graph
+    keep = {v.name for v in g.input} | {v.name for v in g.output} | {""}
+
+    def ren(name: str) -> str:
+        return name if name in keep else prefix + name
+
+    for n in g.node:
+        n.name = prefix + n.name
+        n.input[:] = [ren(x) for x in n.input]
+        n.output[:] = [ren(x) for x in n.output]
+    for t in g.initializer:
+        t.name = ren(t.name)
+    for v in g.value_info:
+        v.name = ren(v.name)
+    return m
+
+
+def split(model: "onnx.ModelProto") -> tuple["onnx.ModelProto", "onnx.ModelProto"]:
+    """The inverse of join: (frontend, net) of a waveform-in export, cut at `features`."""
+    from onnx.utils import Extractor
+
+    names = {o for n in model.graph.node for o in n.output}
+    if FEATURES_TENSOR not in names:
+        raise ModelFileError(f"graph has no {FEATURES_TENSOR!r} tensor between frontend and network "
+                             f"(not exported by backends.export?)")
+    inp, out = model.graph.input[0].name, model.graph.output[0].name
+    ex = Extractor(model)
+    return ex.extract_model([inp], [FEATURES_TENSOR]), ex.extract_model([FEATURES_TENSOR], [out])
+
+
+# ---------------------------------------------------------------------------------------------
+# graph cleanup
+
+
+def reducemean_to_gap(model: "onnx.ModelProto") -> int:
+    """ReduceMean over H,W with keepdims (timm's squeeze-excite) -> GlobalAveragePool.
+
+    Same numbers, but ORT's NCHWc layout optimizer handles GlobalAveragePool in blocked
+    layout and not ReduceMean, which forced a layout reorder around every SE block.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    g = model.graph
+    consts = {i.name: numpy_helper.to_array(i) for i in g.initializer}
+    for n in g.node:
+        if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value":
+            consts[n.output[0]] = numpy_helper.to_array(n.attribute[0].t)
+    inferred = onnx.shape_inference.infer_shapes(model)
+    rank = {v.name: len(v.type.tensor_type.shape.dim)
+            for v in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]
+            if v.type.tensor_type.HasField("shape")}
+    count = 0
+    for n in g.node:
+        if n.op_type != "ReduceMean" or rank.get(n.input[0]) != 4:
+            continue
+        attrs = {a.name: a for a in n.attribute}
+        keep = attrs["keepdims"].i if "keepdims" in attrs else 1
+        if "axes" in attrs:
+            axes = list(attrs["axes"].ints)
+        elif len(n.input) > 1 and n.input[1] in consts:
+            axes = consts[n.input[1]].tolist()
+        else:
+            continue
+        if keep != 1 or sorted(a % 4 for a in axes) != [2, 3]:
+            continue
+        n.op_type = "GlobalAveragePool"
+        del n.input[1:]
+        del n.attribute[:]
+        count += 1
+    return count
+
+
+def ort_basic_optimize(model: "onnx.ModelProto") -> "onnx.ModelProto":
+    """ORT's portable (BASIC-level) rewrites saved into the file: constant folding, redundant
+    node elimination, Conv+Add/Mul fusions. Only standard ONNX ops come out, so the file stays
+    valid for every provider; the hardware-specific levels run at session creation instead.
+    """
+    import tempfile
+
+    import onnx
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory() as d:
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        so.optimized_model_filepath = str(Path(d) / "opt.onnx")
+        so.log_severity_level = 3
+        ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        out = onnx.load(so.optimized_model_filepath)
+    del out.metadata_props[:]
+    # ORT writes every domain it knows (some twice); keep one entry per domain the nodes use,
+    # or the quantizer cannot find "the" ai.onnx opset
+    used = {n.domain for n in out.graph.node} | {""}
+    versions: dict[str, int] = {}
+    for o in out.opset_import:
+        if o.domain in used:
+            versions[o.domain] = max(versions.get(o.domain, 0), o.version)
+    del out.opset_import[:]
+    out.opset_import.extend(onnx.helper.make_opsetid(d, v) for d, v in versions.items())
+    return out
+
+
+def finalize(model: "onnx.ModelProto", props: dict[str, str]) -> "onnx.ModelProto":
+    """Shape inference, metadata, and onnx.checker (full check: types and shapes too)."""
+    import onnx
+
+    model = onnx.shape_inference.infer_shapes(model, strict_mode=True)
+    del model.metadata_props[:]
+    for k, v in props.items():
+        model.metadata_props.add(key=k, value=v)
+    model.producer_name, model.producer_version = "kws-zoo backends.export", EXPORT_VERSION
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def save_model(model: "onnx.ModelProto", path: str | Path) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(model.SerializeToString())
+    return Path(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# export + parity
+
+
+def build_metadata(model: "KWSModel", input_kind: str, opset: int, checkpoint_meta: dict | None,
+                   source: str | None) -> dict[str, str]:
+    meta = checkpoint_meta or {}
+    cfg = model.cfg
+    accuracy = meta.get("accuracy", meta.get("metrics", meta.get("best_metric")))
+    return {
+        "format": FORMAT,
+        "model_name": cfg.name,
+        "labels": json.dumps(list(cfg.labels)),
+        "frontend": json.dumps(cfg.frontend.to_dict(), sort_keys=True),
+        "model_config": cfg.to_json(),
+        "input_kind": input_kind,
+        "input_name": WAVEFORM_INPUT if input_kind == "waveform" else FEATURES_INPUT,
+        "output": "softmax probabilities [batch, num_labels]",
+        "precision": "fp32",
+        "opset": str(opset),
+        "training_data": json.dumps(meta.get("training_data", meta.get("data", "unknown (not in checkpoint)")),
+                                    default=str),
+        "accuracy": json.dumps(accuracy if accuracy is not None else "unknown (not in checkpoint)", default=str),
+        "checkpoint_meta": json.dumps(meta, default=str)[:20000],
+        "source": source or "in-memory model",
+        "export_tools": json.dumps(tool_versions()),
+    }
+
+
+def torch_probs(model: "KWSModel", waves: np.ndarray, batch: int = 32) -> np.ndarray:
+    """The reference: the training-time PyTorch model (eager torch.fft frontend), softmax."""
+    import torch
+
+    m = model.eval()
+    outs = []
+    with torch.inference_mode():
+        for i in range(0, len(waves), batch):
+            outs.append(torch.softmax(m(torch.from_numpy(waves[i:i + batch])).float(), -1).numpy())
+    return np.concatenate(outs)
+
+
+def torch_features(model: "KWSModel", waves: np.ndarray) -> np.ndarray:
+    import torch
+
+    with torch.inference_mode():
+        return model.frontend.eval()(torch.from_numpy(waves)).numpy()
+
+
+def run_onnx(path_or_bytes: str | Path | bytes, x: np.ndarray, threads: int = 1, batch: int = 32) -> np.ndarray:
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
+    so.log_severity_level = 3
+    src = path_or_bytes if isinstance(path_or_bytes, bytes) else str(path_or_bytes)
+    sess = ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+    return np.concatenate([sess.run(None, {name: x[i:i + batch]})[0] for i in range(0, len(x), batch)])
+
+
+def compare(ref: np.ndarray, got: np.ndarray, clips: Clips, reference: str) -> Parity:
+    return Parity(clips=clips.source, n=len(ref), max_abs_diff=float(np.abs(ref - got).max()),
+                  top1_agreement=float((ref.argmax(1) == got.argmax(1)).mean()), reference=reference)
+
+
+def check_parity(path: str | Path, model: "KWSModel", clips: Clips, features_in: bool = False) -> Parity:
+    x = torch_features(model, clips.waves) if features_in else clips.waves
+    got = run_onnx(path, x)
+    return compare(torch_probs(model, clips.waves), got, clips, "PyTorch eager (torch.fft frontend)")
+
+
+def export_onnx(model: "KWSModel", path: str | Path, features_in: bool = False, opset: int = DEFAULT_OPSET,
+                checkpoint_meta: dict | None = None, source: str | None = None, clips: Clips | None = None,
+                min_agreement: float = 1.0, parity: bool = True,
+                log: Callable[[str], None] | None = print) -> ExportReport:
+    """Export `model` to `path`; raise ParityError when top-1 agreement < min_agreement.
+
+    waveform in: float32 [batch, clip_samples] -> probabilities [batch, N] (default), or
+    features in: float32 [batch, C, n_mels, n_frames] (`features_in=True`).
+    """
+    import torch
+
+    if opset < 17:
+        raise ValueError(f"opset {opset} < 17 is not supported (the frontend needs opset 17 ops)")
+    t0 = time.time()
+    m = prepare_for_export(model)
+    fe = m.cfg.frontend
+    feats = torch.zeros(2, fe.in_chans, fe.n_mels, fe.n_frames)
+    net = _trace(_net(m), feats, FEATURES_INPUT, OUTPUT, opset)
+    if features_in:
+        graph = net
+    else:
+        front = _trace(m.frontend, torch.zeros(2, fe.clip_samples), WAVEFORM_INPUT, FEATURES_TENSOR, opset)
+        graph = join(front, net)
+    n_gap = reducemean_to_gap(graph)
+    graph = ort_basic_optimize(graph)
+    kind = "features" if features_in else "waveform"
+    graph = finalize(graph, build_metadata(model, kind, opset, checkpoint_meta, source))
+    if not features_in and FEATURES_TENSOR not in {o for n in graph.graph.node for o in n.output}:
+        raise RuntimeError(f"internal: the {FEATURES_TENSOR!r} tensor did not survive optimisation")
+    save_model(graph, path)
+    report_parity = None
+    if parity:
+        clips = clips if clips is not None else get_clips(PARITY_CLIPS)
+        report_parity = check_parity(path, model, clips, features_in)
+        if log:
+            log(f"{Path(path).name}: {report_parity.line()}")
+        if report_parity.top1_agreement < min_agreement:
+            Path(path).unlink(missing_ok=True)  # never leave a wrong model where a backend would find it
+            raise ParityError(f"{path}: ONNX export disagrees with PyTorch: {report_parity.line()}; "
+                              f"required agreement {min_agreement:.0%}. The export was deleted.")
+        g = __import__("onnx").load(str(path))
+        g.metadata_props.add(key="parity", value=json.dumps(asdict(report_parity)))
+        save_model(g, path)
+    if log and n_gap:
+        log(f"{Path(path).name}: {n_gap} ReduceMean(H,W) -> GlobalAveragePool")
+    return ExportReport(path=str(path), input_kind=kind, opset=opset, parity=report_parity,
+                        seconds=time.time() - t0, bytes=Path(path).stat().st_size)
+
+
+# ---------------------------------------------------------------------------------------------
+# model references and the exports/ cache
+
+
+def resolve_onnx(ref: str | Path, precision: str = "fp32", features_in: bool = False,
+                 log: Callable[[str], None] | None = print) -> Path:
+    """Any model reference -> an ONNX file of the wanted precision, exported/quantized once and cached.
+
+    ref: a .onnx file (used as is; int8 from an fp32 .onnx is quantized from it), a zoo
+    name (shipped weights), a run folder, or a .safetensors checkpoint. Cache key: the
+    sha256 of the weights (or ONNX) file + the export recipe version, so retraining or a
+    new recipe never serves a stale graph.
+    """
+    if precision not in ("fp32", "int8"):
+        raise ValueError(f"precision must be 'fp32' or 'int8', got {precision!r}")
+    p = Path(ref)
+    if p.suffix == ".onnx":
+        info = read_onnx_info(p)
+        if precision == "fp32" or info.precision == "int8" or "quantization" in info.props:
+            return p
+        out = exports_dir() / f"{p.stem}-{file_sha256(p)[:16]}-v{EXPORT_VERSION}" / "model.int8.onnx"
+        return out if _cached(out) else _quantize(p, out, log)
+    from zoo import load_checkpoint, resolve_weights
+
+    weights = resolve_weights(ref)
+    if weights.suffix == ".onnx":
+        return resolve_onnx(weights, precision, features_in, log)
+    folder = exports_dir() / f"{_model_name(weights)}-{file_sha256(weights)[:16]}-v{EXPORT_VERSION}"
+    fp32 = folder / ("model.features.onnx" if features_in else "model.onnx")
+    if not _cached(fp32):
+        model, meta = load_checkpoint(weights)
+        if log:
+            log(f"exporting {weights} -> {fp32}")
+        export_onnx(model, fp32, features_in=features_in, checkpoint_meta=meta, source=str(weights), log=log)
+    if precision == "fp32":
+        return fp32
+    if features_in:
+        raise ValueError("int8 exports are waveform-in only (the frontend stays float)")
+    out = folder / "model.int8.onnx"
+    return out if _cached(out) else _quantize(fp32, out, log)
+
+
+def _model_name(weights: Path) -> str:
+    from zoo.checkpoint import read_checkpoint
+
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(weights), framework="pt") as f:
+            return json.loads((f.metadata() or {})["config"])["name"]
+    except Exception:
+        return read_checkpoint(weights)[0].name  # raises the checkpoint's own clear error
+
+
+def _cached(path: Path) -> bool:
+    if not path.is_file():
+        return False
+    try:
+        info = read_onnx_info(path)
+    except (ModelFileError, OSError):
+        return False
+    return json.loads(info.props.get("export_tools", "{}")).get("export_version") == EXPORT_VERSION
+
+
+def _quantize(fp32: Path, out: Path, log) -> Path:
+    from backends.quantize import quantize_int8
+
+    report = quantize_int8(fp32, out, log=log)
+    atomic_write_json(out.with_suffix(".json"), asdict(report))
+    return out

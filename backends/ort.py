@@ -1,0 +1,259 @@
+"""ONNX Runtime backends: one session, one explicitly chosen execution provider.
+
+The provider is a constructor argument and is never guessed or silently replaced: ORT
+falls back to the CPU when a provider's libraries fail to load, and only logs it, so
+after creating the session we check that `get_providers()[0]` is the provider asked for
+and raise BackendUnavailable otherwise.
+"""
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+from typing import Any, Callable, ClassVar
+
+import numpy as np
+
+from backends.base import DEFAULT_THREADS, BackendUnavailable, ModelFileError, as_batch
+from backends.meta import ModelInfo, parse_metadata
+
+CPU, CUDA, DML = "CPUExecutionProvider", "CUDAExecutionProvider", "DmlExecutionProvider"
+
+
+def _ort():
+    try:
+        import onnxruntime
+    except ImportError as e:
+        raise BackendUnavailable(f"onnxruntime is not installed ({e}): pip install onnxruntime "
+                                 f"(or onnxruntime-gpu for CUDA, onnxruntime-directml on Windows)") from None
+    return onnxruntime
+
+
+def _installed_ort_package() -> str:
+    from importlib import metadata
+
+    for dist in ("onnxruntime-gpu", "onnxruntime-directml", "onnxruntime"):
+        try:
+            return f"{dist} {metadata.version(dist)}"
+        except metadata.PackageNotFoundError:
+            continue
+    return "an unknown onnxruntime build"
+
+
+class OrtBackend:
+    """Base for the ort-* backends: model resolution, validation, session, predict."""
+
+    name: ClassVar[str] = "ort-cpu"
+    provider: ClassVar[str] = CPU
+    precision: ClassVar[str] = "fp32"
+
+    def __init__(self, model: str | Path, threads: int | None = None, device_id: int = 0,
+                 provider_options: dict[str, Any] | None = None, log: Callable[[str], None] | None = print) -> None:
+        ort = _ort()
+        self._check_provider_present(ort)
+        from backends.export import resolve_onnx
+
+        self.path = resolve_onnx(model, precision=self.precision, log=log)
+        self.threads = DEFAULT_THREADS if threads is None else int(threads)
+        if self.threads < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
+        self.device_id = device_id
+        options = {**self.default_provider_options(device_id), **(provider_options or {})}
+        self.session = self._create_session(ort, self.session_options(ort), options)
+        self.info: ModelInfo = self._validate()
+        self.labels = self.info.labels
+        self.frontend = self.info.frontend
+        self.model_name = self.info.model_name
+        self.providers = tuple(self.session.get_providers())
+        self.device = self.device_name()
+        self._input = self.session.get_inputs()[0].name
+        self._output = self.session.get_outputs()[0].name
+
+    # --- what subclasses change ---------------------------------------------------------------
+
+    @classmethod
+    def availability(cls) -> tuple[bool, str]:
+        try:
+            ort = _ort()
+        except BackendUnavailable as e:
+            return False, str(e)
+        if cls.provider not in ort.get_available_providers():
+            return False, cls.missing_provider_message(ort)
+        return True, f"ok: {_installed_ort_package()}, {cls.provider}"
+
+    @classmethod
+    def missing_provider_message(cls, ort) -> str:
+        return (f"{cls.provider} is not in this onnxruntime build ({_installed_ort_package()}; it offers "
+                f"{', '.join(ort.get_available_providers())})")
+
+    def default_provider_options(self, device_id: int) -> dict[str, Any]:
+        return {}
+
+    def session_options(self, ort):
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = self.threads
+        so.inter_op_num_threads = 1  # one graph at a time: inter-op threads only add wake-ups
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.log_severity_level = 3
+        return so
+
+    def device_name(self) -> str:
+        return "cpu"
+
+    # --- shared -------------------------------------------------------------------------------
+
+    def _check_provider_present(self, ort) -> None:
+        if self.provider not in ort.get_available_providers():
+            raise BackendUnavailable(f"{self.name}: {self.missing_provider_message(ort)}")
+
+    def _create_session(self, ort, so, options: dict[str, Any]):
+        providers = [(self.provider, options)] if options else [self.provider]
+        try:
+            sess = ort.InferenceSession(str(self.path), so, providers=providers)
+        except Exception as e:
+            msg = str(e)
+            if "INVALID_PROTOBUF" in msg or "Protobuf parsing failed" in msg or "INVALID_GRAPH" in msg:
+                raise ModelFileError(f"{self.path}: not a valid ONNX model ({msg[:300]})") from None
+            raise BackendUnavailable(f"{self.name}: onnxruntime could not create a session with {self.provider} "
+                                     f"for {self.path}: {msg[:400]}") from None
+        got = sess.get_providers()
+        if not got or got[0] != self.provider:
+            raise BackendUnavailable(
+                f"{self.name}: asked for {self.provider} but the session runs on {got[0] if got else 'nothing'}: "
+                f"{self.fallback_hint()}")
+        return sess
+
+    def fallback_hint(self) -> str:
+        return "the provider failed to initialise (see onnxruntime's log above)"
+
+    def _validate(self) -> ModelInfo:
+        props = self.session.get_modelmeta().custom_metadata_map
+        info = parse_metadata(props, self.path)
+        if info.input_kind != "waveform":
+            raise ModelFileError(
+                f"{self.path}: a features-in model (input {self.session.get_inputs()[0].shape}); {self.name} takes "
+                f"waveforms. Export the waveform-in graph instead: python export.py {info.model_name} "
+                f"(without --features-in).")
+        shape = self.session.get_inputs()[0].shape
+        if len(shape) != 2 or shape[1] != info.frontend.clip_samples:
+            raise ModelFileError(f"{self.path}: input shape {shape} does not match the metadata's "
+                                 f"{info.frontend.clip_samples}-sample clips")
+        if self.precision == "int8" and "quantization" not in props:
+            raise ModelFileError(f"{self.path}: {self.name} needs a model made by backends.quantize "
+                                 f"(python export.py REF --int8); this one is {info.precision}")
+        return info
+
+    def warmup(self, batch_size: int = 1, runs: int = 3) -> None:
+        x = np.zeros((batch_size, self.frontend.clip_samples), np.float32)
+        for _ in range(runs):
+            self.predict(x)
+
+    def predict(self, waves: np.ndarray) -> np.ndarray:
+        x = as_batch(waves, self.frontend.clip_samples)
+        return self.session.run([self._output], {self._input: x})[0]
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(model={self.model_name!r}, path={str(self.path)!r}, device={self.device!r}, "
+                f"providers={self.providers}, threads={self.threads})")
+
+
+class OrtCPUBackend(OrtBackend):
+    name = "ort-cpu"
+    provider = CPU
+
+
+class OrtInt8Backend(OrtBackend):
+    """The int8 graph of backends.quantize on the CPU provider (or the fp32 graph, when int8 lost)."""
+
+    name = "ort-int8"
+    provider = CPU
+    precision = "int8"
+
+    @classmethod
+    def availability(cls) -> tuple[bool, str]:
+        ok, why = super().availability()
+        if not ok:
+            return ok, why
+        try:
+            import onnxruntime.quantization  # noqa: F401  (needs the onnx package)
+        except ImportError as e:
+            return True, f"ok for ready int8 .onnx files; quantizing needs: pip install onnx ({e})"
+        return True, why + ", onnxruntime.quantization"
+
+
+class OrtCUDABackend(OrtBackend):
+    """CUDA provider with IO binding: inputs and outputs live on the GPU, copied once each way."""
+
+    name = "ort-cuda"
+    provider = CUDA
+
+    @classmethod
+    def missing_provider_message(cls, ort) -> str:
+        return (f"CUDAExecutionProvider is not in this onnxruntime build ({_installed_ort_package()}). "
+                f"Needs an NVIDIA GPU on Linux or Windows and `pip uninstall onnxruntime && pip install "
+                f"onnxruntime-gpu[cuda,cudnn]` (the extras bring the CUDA/cuDNN libraries it was built for)")
+
+    def default_provider_options(self, device_id: int) -> dict[str, Any]:
+        # EXHAUSTIVE searches cuDNN conv algorithms once per input shape: best for the fixed
+        # [1, 16000] live shape; the arena grows only as needed so a GUI app stays small.
+        return {"device_id": device_id, "cudnn_conv_algo_search": "EXHAUSTIVE",
+                "arena_extend_strategy": "kSameAsRequested", "do_copy_in_default_stream": True}
+
+    def fallback_hint(self) -> str:
+        return ("the CUDA provider is present but failed to load: its CUDA/cuDNN libraries (libcudart, "
+                "libcublas, libcudnn) were not found or do not match onnxruntime-gpu's CUDA version, or no "
+                "NVIDIA GPU/driver is visible (check nvidia-smi)")
+
+    def device_name(self) -> str:
+        return f"cuda:{self.device_id}"
+
+    def predict(self, waves: np.ndarray) -> np.ndarray:
+        ort = _ort()
+        x = as_batch(waves, self.frontend.clip_samples)
+        binding = self.session.io_binding()
+        binding.bind_ortvalue_input(self._input, ort.OrtValue.ortvalue_from_numpy(x, "cuda", self.device_id))
+        binding.bind_output(self._output, "cuda", self.device_id)
+        self.session.run_with_iobinding(binding)
+        return binding.copy_outputs_to_cpu()[0]
+
+
+class OrtDirectMLBackend(OrtBackend):
+    """DirectML (Windows, any DX12 GPU). DML needs memory patterns off and sequential execution."""
+
+    name = "ort-directml"
+    provider = DML
+
+    @classmethod
+    def availability(cls) -> tuple[bool, str]:
+        if platform.system() != "Windows" and not os.environ.get("KWS_ALLOW_DML_ANY_OS"):
+            return False, (f"DirectML runs on Windows 10/11 with a DirectX 12 GPU only (this is "
+                           f"{platform.system()}); there: pip uninstall onnxruntime && pip install onnxruntime-directml")
+        return super().availability()
+
+    @classmethod
+    def missing_provider_message(cls, ort) -> str:
+        return (f"DmlExecutionProvider is not in this onnxruntime build ({_installed_ort_package()}): on Windows "
+                f"10/11 with a DirectX 12 GPU, pip uninstall onnxruntime && pip install onnxruntime-directml")
+
+    def __init__(self, model: str | Path, threads: int | None = None, device_id: int = 0,
+                 provider_options: dict[str, Any] | None = None, log: Callable[[str], None] | None = print) -> None:
+        ok, why = self.availability()
+        if not ok:
+            raise BackendUnavailable(f"{self.name}: {why}")
+        super().__init__(model, threads, device_id, provider_options, log)
+
+    def default_provider_options(self, device_id: int) -> dict[str, Any]:
+        return {"device_id": device_id}
+
+    def session_options(self, ort):
+        so = super().session_options(ort)
+        so.enable_mem_pattern = False  # DML does not support memory patterns
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL  # nor parallel execution
+        return so
+
+    def fallback_hint(self) -> str:
+        return "DirectML failed to initialise: update the GPU driver and check that DirectX 12 is available (dxdiag)"
+
+    def device_name(self) -> str:
+        return f"dml:{self.device_id}"

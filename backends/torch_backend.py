@@ -1,0 +1,103 @@
+"""PyTorch backends: the training model itself (eager, torch.fft frontend), on CPU or CUDA."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from backends.base import BackendUnavailable, ModelFileError, as_batch
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError as e:
+        raise BackendUnavailable(f"PyTorch is not installed ({e}): pip install torch") from None
+    return torch
+
+
+class TorchBackend:
+    name: ClassVar[str] = "torch-cpu"
+
+    def __init__(self, model: str | Path, threads: int | None = None, device_id: int = 0) -> None:
+        torch = _torch()
+        self._check_device(torch)
+        if Path(model).suffix == ".onnx":
+            raise ModelFileError(f"{model}: an ONNX model; {self.name} runs PyTorch checkpoints (a zoo name, a run "
+                                 f"folder or a .safetensors file). Run .onnx files with an ort-* backend.")
+        from zoo import load_model
+
+        m, self.meta = load_model(model)  # safetensors only: nothing is unpickled
+        self.device = self._device(device_id)
+        self.model = m.to(self.device).eval()
+        # torch's thread count is process-wide: set it only when asked, and say so in the docs
+        self.threads = threads
+        if threads is not None:
+            if threads < 1:
+                raise ValueError(f"threads must be >= 1, got {threads}")
+            torch.set_num_threads(int(threads))
+        self.labels = m.cfg.labels
+        self.frontend = m.cfg.frontend
+        self.model_name = m.cfg.name
+        self.providers = ("torch",)
+
+    @classmethod
+    def availability(cls) -> tuple[bool, str]:
+        try:
+            torch = _torch()
+        except BackendUnavailable as e:
+            return False, str(e)
+        return True, f"ok: torch {torch.__version__}"
+
+    def _check_device(self, torch) -> None:
+        pass
+
+    def _device(self, device_id: int) -> str:
+        return "cpu"
+
+    def warmup(self, batch_size: int = 1, runs: int = 3) -> None:
+        x = np.zeros((batch_size, self.frontend.clip_samples), np.float32)
+        for _ in range(runs):
+            self.predict(x)
+
+    def predict(self, waves: np.ndarray) -> np.ndarray:
+        torch = _torch()
+        x = torch.from_numpy(as_batch(waves, self.frontend.clip_samples)).to(self.device, non_blocking=True)
+        with torch.inference_mode():
+            return torch.softmax(self.model(x).float(), dim=-1).cpu().numpy()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(model={self.model_name!r}, device={self.device!r}, threads={self.threads})"
+
+
+class TorchCPUBackend(TorchBackend):
+    name = "torch-cpu"
+
+
+class TorchCUDABackend(TorchBackend):
+    """predict() ends in .cpu(), which synchronises: latency figures include the GPU work."""
+
+    name = "torch-cuda"
+
+    @classmethod
+    def availability(cls) -> tuple[bool, str]:
+        try:
+            torch = _torch()
+        except BackendUnavailable as e:
+            return False, str(e)
+        if torch.version.cuda is None:
+            return False, (f"this torch build ({torch.__version__}) has no CUDA support: install a CUDA build "
+                           f"(see pytorch.org, e.g. pip install torch --index-url https://download.pytorch.org/whl/cu128)")
+        if not torch.cuda.is_available():
+            return False, (f"torch {torch.__version__} is built for CUDA {torch.version.cuda} but sees no GPU: needs "
+                           f"an NVIDIA GPU and driver (check nvidia-smi, CUDA_VISIBLE_DEVICES)")
+        return True, f"ok: torch {torch.__version__}, {torch.cuda.get_device_name(0)}"
+
+    def _check_device(self, torch) -> None:
+        ok, why = self.availability()
+        if not ok:
+            raise BackendUnavailable(f"{self.name}: {why}")
+
+    def _device(self, device_id: int) -> str:
+        return f"cuda:{device_id}"

@@ -1,0 +1,103 @@
+"""Predict the keyword in audio files with any backend.
+
+    from kws.predict import predict_audio, predict_files
+    label, confidence = predict_audio("yes.wav")                     # efficientnet_b0 on ort-cpu
+    for p in predict_files(paths, model="runs/x", backend="ort-int8"):
+        print(p.path, p.label, p.confidence)
+
+Files of any sample rate, length and channel count (mono/stereo) go through kws.audio:
+resampled to 16 kHz and cut (centred) or zero-padded to one 1 s clip. Loaded backends are
+cached per (backend, model, threads), so repeated calls do not re-export or re-load.
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from kws.audio import AudioError, load_clip
+
+DEFAULT_MODEL = "efficientnet_b0"
+DEFAULT_BACKEND = "ort-cpu"
+
+
+@dataclass(frozen=True)
+class Prediction:
+    path: str
+    label: str | None  # None when the file could not be read (see error)
+    confidence: float  # probability of `label`
+    top: tuple[tuple[str, float], ...] = ()  # the best few (label, probability), best first
+    error: str | None = None
+
+
+@functools.lru_cache(maxsize=8)
+def get_backend(model: str = DEFAULT_MODEL, backend: str = DEFAULT_BACKEND, threads: int | None = None):
+    """A loaded backend, cached: the first call may export/quantize (minutes for int8), later calls are free."""
+    from backends import create_backend
+
+    return create_backend(backend, model, threads=threads, **({"log": None} if backend.startswith("ort") else {}))
+
+
+def predict_audio(path: str | Path, model: str | Path = DEFAULT_MODEL, backend: str = DEFAULT_BACKEND,
+                  threads: int | None = None) -> tuple[str, float]:
+    """(label, confidence) of one file; AudioError names the file when it cannot be read."""
+    p = predict_files([path], model=model, backend=backend, threads=threads, errors="raise")[0]
+    assert p.label is not None
+    return p.label, p.confidence
+
+
+def predict_files(paths: Iterable[str | Path], model: str | Path = DEFAULT_MODEL, backend: str = DEFAULT_BACKEND,
+                  batch_size: int = 32, threads: int | None = None, errors: str = "raise",
+                  top_k: int = 3) -> list[Prediction]:
+    """Predictions for many files, in order, `batch_size` clips per backend call.
+
+    errors="raise": the first unreadable file raises its AudioError (which names it);
+    errors="report": it becomes a Prediction with label None and the error message.
+    """
+    if errors not in ("raise", "report"):
+        raise ValueError(f"errors must be 'raise' or 'report', got {errors!r}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    paths = [str(p) for p in paths]
+    be = get_backend(str(model), backend, threads)
+    results: list[Prediction | None] = [None] * len(paths)
+    for start in range(0, len(paths), batch_size):
+        chunk = range(start, min(start + batch_size, len(paths)))
+        waves, idx = [], []
+        for i in chunk:
+            try:
+                waves.append(load_clip(paths[i], length=be.frontend.clip_samples))
+                idx.append(i)
+            except AudioError as e:
+                if errors == "raise":
+                    raise
+                results[i] = Prediction(paths[i], None, 0.0, (), str(e))
+        if waves:
+            probs = be.predict(np.stack(waves))
+            for i, pr in zip(idx, probs):
+                results[i] = _prediction(paths[i], pr, be.labels, top_k)
+    return [r for r in results if r is not None]
+
+
+def _prediction(path: str, probs: np.ndarray, labels: Sequence[str], top_k: int) -> Prediction:
+    order = np.argsort(-probs)[:max(1, top_k)]
+    top = tuple((labels[j], float(probs[j])) for j in order)
+    return Prediction(path, top[0][0], top[0][1], top)
+
+
+def format_table(preds: Sequence[Prediction]) -> str:
+    """A plain-text table: file, label, confidence, runner-up (or the error)."""
+    rows = [("file", "label", "confidence", "next best")]
+    for p in preds:
+        if p.error:
+            rows.append((p.path, "ERROR", "", p.error))
+        else:
+            nxt = ", ".join(f"{lab} {pr:.2f}" for lab, pr in p.top[1:])
+            rows.append((p.path, p.label or "", f"{p.confidence:.3f}", nxt))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    lines = [f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:>{widths[2]}}  {r[3]}".rstrip() for r in rows]
+    lines.insert(1, "-" * max(len(s) for s in lines))
+    return "\n".join(lines)

@@ -1,0 +1,751 @@
+"""The PyQt6 live detector: status bar, controls, current detection, class grid, log, toasts.
+
+The only module of the project that imports Qt. Inference runs in the engine's worker thread
+(plain Python); the UI polls it with a QTimer rather than receiving one Qt signal per decision,
+because Qt's cross-thread signal queue is unbounded: a busy UI would let it grow, whereas the
+engine's bounded queues drop old decisions instead (and never drop a detection). Model loading
+runs in a background thread too, so the window appears at once. Errors are shown in the window
+and printed to stderr; nothing here is allowed to take the app down.
+"""
+from __future__ import annotations
+
+import math
+import sys
+import time
+import traceback
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
+from typing import Callable
+
+import numpy as np
+from PyQt6.QtCore import QEasingCurve, QPropertyAnimation, QRectF, Qt, QTimer
+from PyQt6.QtGui import QBrush, QColor, QFont, QLinearGradient, QPainter, QPainterPath, QPalette, QPen
+from PyQt6.QtWidgets import (QApplication, QFrame, QGraphicsOpacityEffect, QGridLayout, QHBoxLayout, QLabel,
+                             QListWidget, QListWidgetItem, QMainWindow, QProgressBar, QPushButton, QSizePolicy,
+                             QSlider,
+                             QVBoxLayout, QWidget)
+
+from realtime.engine import Decision, Detection, EngineConfig
+from realtime.predictor import Predictor
+from realtime.session import LiveSession
+from realtime.sources import Source
+
+# ----------------------------------------------------------------------------- theme
+
+BG = "#0d1117"
+PANEL = "#161b22"
+PANEL_2 = "#1c2230"
+BORDER = "#2a3140"
+TRACK = "#10151d"  # empty part of a bar: darker than the cell so a 0 % bar still reads as a bar
+TEXT = "#e6edf3"
+MUTED = "#8b949e"
+ACCENT = "#3ddc97"  # detections, live
+BLUE = "#58a6ff"  # probabilities
+WARN = "#f0b429"
+ERROR = "#ff6b6b"
+FONT_FAMILIES = ["Inter", "Segoe UI", "SF Pro Text", "Noto Sans", "DejaVu Sans"]
+
+STYLE = f"""
+QWidget {{ background: {BG}; color: {TEXT}; }}
+QFrame#card {{ background: {PANEL}; border: 1px solid {BORDER}; border-radius: 10px; }}
+QLabel {{ background: transparent; }}
+QLabel#cardTitle {{ color: {MUTED}; font-size: 9pt; font-weight: 600; letter-spacing: 1px; }}
+QLabel#appTitle {{ font-size: 15pt; font-weight: 700; }}
+QLabel#appSubtitle {{ color: {MUTED}; font-size: 9pt; }}
+QLabel#pill {{ background: {PANEL_2}; border: 1px solid {BORDER}; border-radius: 12px; padding: 4px 10px;
+               font-size: 9pt; }}
+QLabel#errorBanner {{ background: #3b1418; color: {ERROR}; border: 1px solid #6e2a30; border-radius: 8px;
+                      padding: 8px 12px; font-weight: 600; }}
+QPushButton#startButton {{ background: {ACCENT}; color: #06130d; border: none; border-radius: 10px;
+                           font-size: 13pt; font-weight: 800; padding: 12px; letter-spacing: 2px; }}
+QPushButton#startButton:hover {{ background: #5ff0b0; }}
+QPushButton#startButton[running="true"] {{ background: {ERROR}; color: #1a0608; }}
+QPushButton#startButton[running="true"]:hover {{ background: #ff8a8a; }}
+QPushButton#startButton:disabled {{ background: #2a3140; color: {MUTED}; }}
+QSlider::groove:horizontal {{ height: 6px; background: {PANEL_2}; border-radius: 3px; }}
+QSlider::sub-page:horizontal {{ background: {BLUE}; border-radius: 3px; }}
+QSlider::handle:horizontal {{ background: {TEXT}; width: 16px; height: 16px; margin: -6px 0; border-radius: 8px; }}
+QListWidget {{ background: {PANEL}; border: none; font-family: "DejaVu Sans Mono"; font-size: 9pt; }}
+QListWidget::item {{ padding: 3px 2px; border-bottom: 1px solid {PANEL_2}; }}
+QStatusBar {{ background: {PANEL}; color: {MUTED}; border-top: 1px solid {BORDER}; }}
+QStatusBar QLabel {{ color: {MUTED}; padding: 0 8px; }}
+QToolTip {{ background: {PANEL_2}; color: {TEXT}; border: 1px solid {BORDER}; }}
+"""
+
+
+def apply_dark_theme(app: QApplication) -> None:
+    app.setStyle("Fusion")
+    pal = QPalette()
+    for role, color in ((QPalette.ColorRole.Window, BG), (QPalette.ColorRole.Base, PANEL),
+                        (QPalette.ColorRole.AlternateBase, PANEL_2), (QPalette.ColorRole.Text, TEXT),
+                        (QPalette.ColorRole.WindowText, TEXT), (QPalette.ColorRole.Button, PANEL_2),
+                        (QPalette.ColorRole.ButtonText, TEXT), (QPalette.ColorRole.Highlight, BLUE),
+                        (QPalette.ColorRole.HighlightedText, BG), (QPalette.ColorRole.ToolTipBase, PANEL_2),
+                        (QPalette.ColorRole.ToolTipText, TEXT)):
+        pal.setColor(role, QColor(color))
+    app.setPalette(pal)
+    font = QFont()
+    font.setFamilies(FONT_FAMILIES)
+    font.setPointSize(10)
+    app.setFont(font)
+    app.setStyleSheet(STYLE)
+
+
+def card(title: str | None = None) -> tuple[QFrame, QVBoxLayout]:
+    frame = QFrame()
+    frame.setObjectName("card")
+    lay = QVBoxLayout(frame)
+    lay.setContentsMargins(14, 12, 14, 12)
+    lay.setSpacing(8)
+    if title:
+        t = QLabel(title.upper())
+        t.setObjectName("cardTitle")
+        lay.addWidget(t)
+    return frame, lay
+
+
+def pretty(label: str) -> str:
+    return label.strip("_") if label.startswith("_") else label
+
+
+# ----------------------------------------------------------------------------- widgets
+
+
+class LevelMeter(QWidget):
+    """Input level in dBFS, -70..0, as a segmented bar; the dot lights while the VAD hears speech."""
+
+    LOW_DB = -70.0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.level_db = self.LOW_DB
+        self.voiced = False
+        self.setFixedSize(170, 22)
+        self.setToolTip("Input level (dBFS); the dot lights when the voice-activity detector hears speech")
+
+    def set_level(self, level_db: float | None, voiced: bool) -> None:
+        self.level_db = self.LOW_DB if level_db is None else max(self.LOW_DB, min(0.0, level_db))
+        self.voiced = voiced
+        self.update()
+
+    def paintEvent(self, _event) -> None:
+        p = QPainter(self)
+        p.setRenderHint(QPainter.RenderHint.Antialiasing)
+        p.setPen(Qt.PenStyle.NoPen)
+        p.setBrush(QColor(ACCENT if self.voiced else BORDER))
+        p.drawEllipse(QRectF(2, 7, 8, 8))
+        x0, w, h = 16.0, self.width() - 18.0, self.height()
+        segments = 24
+        lit = (self.level_db - self.LOW_DB) / -self.LOW_DB * segments
+        seg_w = w / segments
+        for i in range(segments):
+            frac = i / segments
+            color = QColor(ACCENT if frac < 0.6 else WARN if frac < 0.85 else ERROR)
+            if i >= lit:
+                color = QColor(PANEL_2)
+            p.setBrush(color)
+            p.drawRoundedRect(QRectF(x0 + i * seg_w, 5, seg_w - 2, h - 10), 1.5, 1.5)
+
+
+class ProbBar(QWidget):
+    """A vertical probability bar with the detection threshold drawn across it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.value = 0.0
+        self.threshold = 0.6
+        self.hot = False  # the arg-max class, at or above the threshold
+        self.setMinimumSize(14, 26)
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Expanding)
+
+    def paintEvent(self, _event) -> None:
+        p = QPainter(self)
+        p.setRenderHint(QPainter.RenderHint.Antialiasing)
+        w, h = float(self.width()), float(self.height())
+        bw = max(10.0, min(w * 0.42, 34.0))  # wide enough to read at a glance, never touching the cell
+        x = (w - bw) / 2
+        track = QPainterPath()
+        track.addRoundedRect(QRectF(x, 0, bw, h), 5, 5)
+        p.fillPath(track, QColor(TRACK))
+        fill_h = h * max(0.0, min(1.0, self.value))
+        if fill_h > 0.5:
+            grad = QLinearGradient(0, h, 0, h - fill_h)
+            top = QColor(ACCENT if self.hot else BLUE)
+            bottom = QColor(top)
+            bottom.setAlpha(110)
+            grad.setColorAt(0, bottom)
+            grad.setColorAt(1, top)
+            p.setClipPath(track)
+            p.fillRect(QRectF(x, h - fill_h, bw, fill_h), QBrush(grad))
+            p.setClipping(False)
+        y = h * (1 - self.threshold)
+        pen = QPen(QColor(WARN))
+        pen.setStyle(Qt.PenStyle.DashLine)
+        pen.setWidthF(1.2)
+        p.setPen(pen)
+        p.drawLine(int(x) - 5, int(y), int(x + bw) + 5, int(y))
+
+
+class ClassCell(QFrame):
+    def __init__(self, label: str) -> None:
+        super().__init__()
+        self.label = label
+        self.setObjectName("cell")
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(4, 5, 4, 5)
+        lay.setSpacing(2)
+        self.pct = QLabel("0%")
+        self.pct.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.pct.setStyleSheet(f"color: {MUTED}; font-size: 8pt;")
+        self.bar = ProbBar()
+        self.name = QLabel(pretty(label))
+        self.name.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.name.setStyleSheet("font-size: 9pt; font-weight: 600;")
+        lay.addWidget(self.pct)
+        lay.addWidget(self.bar, 1)
+        lay.addWidget(self.name)
+        self._flash_until = 0.0
+        self._style(False)
+
+    @property
+    def value(self) -> float:
+        return self.bar.value
+
+    def set_value(self, v: float, hot: bool, threshold: float) -> None:
+        self.bar.value, self.bar.hot, self.bar.threshold = v, hot, threshold
+        self.pct.setText(f"{v * 100:.0f}%")
+        self.bar.update()
+        self._style(time.monotonic() < self._flash_until)
+
+    def flash(self, seconds: float = 0.8) -> None:
+        self._flash_until = time.monotonic() + seconds
+        self._style(True)
+
+    def _style(self, lit: bool) -> None:
+        border = ACCENT if lit else BORDER
+        bg = "#12261f" if lit else PANEL_2
+        key = (border, bg)
+        if getattr(self, "_key", None) != key:  # setStyleSheet re-polishes: only when it changes
+            self._key = key
+            self.setStyleSheet(f"QFrame#cell {{ background: {bg}; border: 1px solid {border}; border-radius: 8px; }}")
+
+
+class ClassGrid(QWidget):
+    """Every class with a live bar: 8 x 5 for 35/36 classes; fewer rows and columns for fewer."""
+
+    def __init__(self, labels: tuple[str, ...]) -> None:
+        super().__init__()
+        self.labels = labels
+        rows = max(1, math.ceil(len(labels) / 8))
+        self.columns = math.ceil(len(labels) / rows)
+        grid = QGridLayout(self)
+        grid.setContentsMargins(0, 0, 0, 0)
+        grid.setSpacing(6)
+        self.cells = [ClassCell(lab) for lab in labels]
+        for i, cell in enumerate(self.cells):
+            grid.addWidget(cell, i // self.columns, i % self.columns)
+
+    def update_scores(self, scores: np.ndarray, threshold: float) -> None:
+        top = int(np.argmax(scores))
+        for i, cell in enumerate(self.cells):
+            v = float(scores[i])
+            cell.set_value(v, i == top and v >= threshold, threshold)
+
+    def flash(self, index: int) -> None:
+        self.cells[index].flash()
+
+
+class DetectionDisplay(QFrame):
+    """The current detection, large, with its confidence; returns to 'listening' after a while."""
+
+    HOLD_S = 1.6
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setObjectName("card")
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(18, 10, 18, 12)
+        lay.setSpacing(0)
+        title = QLabel("CURRENT DETECTION")
+        title.setObjectName("cardTitle")
+        self.word = QLabel("—")
+        self.word.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.word.setMinimumHeight(66)
+        self.conf = QLabel("")
+        self.conf.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.detail = QLabel("")
+        self.detail.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.detail.setStyleSheet(f"color: {MUTED}; font-size: 9pt;")
+        self.meter = QProgressBar()
+        self.meter.setRange(0, 1000)
+        self.meter.setTextVisible(False)
+        self.meter.setFixedSize(320, 6)
+        self.meter.setStyleSheet(f"QProgressBar {{ background: {PANEL_2}; border: none; border-radius: 3px; }}"
+                                 f"QProgressBar::chunk {{ background: {ACCENT}; border-radius: 3px; }}")
+        for w in (title, self.word, self.conf):
+            lay.addWidget(w)
+        lay.addSpacing(4)
+        lay.addWidget(self.meter, 0, Qt.AlignmentFlag.AlignHCenter)
+        lay.addSpacing(4)
+        lay.addWidget(self.detail)
+        self.current: Detection | None = None
+        self._shown_at = 0.0
+        self.idle("Loading model…")
+
+    def idle(self, text: str = "Listening…") -> None:
+        self.current = None
+        self.word.setText(text)
+        self.word.setStyleSheet(f"color: {MUTED}; font-size: 24pt; font-weight: 600;")
+        self.conf.setText("")
+        self.detail.setText("")
+        self.meter.setValue(0)
+
+    def show_detection(self, det: Detection) -> None:
+        self.current = det
+        self._shown_at = time.monotonic()
+        self.word.setText(pretty(det.label).upper())
+        self.word.setStyleSheet(f"color: {ACCENT}; font-size: 40pt; font-weight: 800; letter-spacing: 3px;")
+        self.conf.setText(f"{det.confidence * 100:.1f}% confidence")
+        self.conf.setStyleSheet(f"color: {TEXT}; font-size: 13pt; font-weight: 600;")
+        self.meter.setValue(round(det.confidence * 1000))
+        lat = "" if det.latency_s is None else f" · decided {det.latency_s * 1e3:.0f} ms after the audio"
+        self.detail.setText(f"at {det.time_s:.2f} s of the stream{lat}")
+
+    def tick(self, listening: bool) -> None:
+        if self.current is not None and time.monotonic() - self._shown_at > self.HOLD_S:
+            self.idle("Listening…" if listening else "Stopped")
+
+
+class Toast(QFrame):
+    """A floating, click-through notification that fades in, waits, fades out and deletes itself."""
+
+    def __init__(self, parent: QWidget, text: str, color: str, seconds: float,
+                 on_gone: Callable[[], None] | None = None) -> None:
+        super().__init__(parent)
+        self._on_gone = on_gone
+        self.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)  # never in the way
+        self.setStyleSheet(f"QFrame {{ background: rgba(28, 34, 48, 235); border: 1px solid {color}; "
+                           f"border-left: 4px solid {color}; border-radius: 8px; }}")
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(12, 8, 14, 8)
+        lab = QLabel(text)
+        lab.setStyleSheet(f"color: {TEXT}; font-size: 10pt; font-weight: 600; border: none; background: transparent;")
+        lab.setWordWrap(True)
+        lab.setMaximumWidth(360)
+        lay.addWidget(lab)
+        self.adjustSize()
+        self._fx = QGraphicsOpacityEffect(self)
+        self._fx.setOpacity(0.0)
+        self.setGraphicsEffect(self._fx)
+        self._anim = QPropertyAnimation(self._fx, b"opacity", self)
+        self._anim.setDuration(180)
+        self._anim.setStartValue(0.0)
+        self._anim.setEndValue(1.0)
+        self._anim.setEasingCurve(QEasingCurve.Type.OutCubic)
+        self._anim.start()
+        QTimer.singleShot(int(seconds * 1000), self._fade_out)
+
+    def _fade_out(self) -> None:
+        self._anim.stop()
+        self._anim.setStartValue(self._fx.opacity())
+        self._anim.setEndValue(0.0)
+        self._anim.setDuration(400)
+        self._anim.finished.connect(self._gone)
+        self._anim.start()
+
+    def _gone(self) -> None:
+        self.hide()
+        if self._on_gone is not None:
+            self._on_gone()  # the stack closes the gap while every object is still alive
+        self.deleteLater()
+
+
+class ToastStack:
+    """Stacks toasts in the top-right corner of `host`; at most `limit` at once (oldest go first)."""
+
+    def __init__(self, host: QWidget, limit: int = 4) -> None:
+        self.host = host
+        self.limit = limit
+        self.toasts: list[Toast] = []
+
+    def show(self, text: str, color: str = ACCENT, seconds: float = 2.2) -> Toast:
+        self.toasts = [t for t in self.toasts if _alive(t)]
+        while len(self.toasts) >= self.limit:
+            self.toasts.pop(0).deleteLater()
+        toast = Toast(self.host, text, color, seconds, on_gone=self.layout)
+        self.toasts.append(toast)
+        toast.show()
+        toast.raise_()
+        self.layout()
+        return toast
+
+    def layout(self) -> None:
+        if not _alive(self.host):
+            return
+        self.toasts = [t for t in self.toasts if _alive(t) and not t.isHidden()]
+        y = 70
+        for t in reversed(self.toasts):  # newest on top
+            t.adjustSize()
+            t.move(self.host.width() - t.width() - 20, y)
+            y += t.height() + 8
+
+
+def _alive(w: QWidget) -> bool:
+    try:
+        w.objectName()
+        return True
+    except RuntimeError:  # the C++ object was deleted
+        return False
+
+
+def pill(text: str = "") -> QLabel:
+    lab = QLabel(text)
+    lab.setObjectName("pill")
+    return lab
+
+
+# ----------------------------------------------------------------------------- main window
+
+
+class LiveWindow(QMainWindow):
+    """The live detector. `predictor_factory` runs in a background thread; `source_factory` on START."""
+
+    def __init__(self, predictor_factory: Callable[[], Predictor], source_factory: Callable[[], Source],
+                 cfg: EngineConfig | None = None, *, title: str = "", autostart: bool = False,
+                 poll_ms: int = 33) -> None:
+        super().__init__()
+        self.cfg = cfg or EngineConfig()
+        self.source_factory = source_factory
+        self.autostart = autostart
+        self.predictor: Predictor | None = None
+        self.session: LiveSession | None = None
+        self.grid: ClassGrid | None = None
+        self.errors: list[str] = []
+        self.detections: list[Detection] = []
+        self.state = "loading"
+        self._last_stats = 0.0
+        self.setWindowTitle(f"Keyword Spotter — Live{' · ' + title if title else ''}")
+        self.resize(1240, 780)
+        self._build()
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="kws-model-load")
+        self._load: Future[Predictor] | None = self._pool.submit(predictor_factory)
+        self.timer = QTimer(self)
+        self.timer.setInterval(poll_ms)
+        self.timer.timeout.connect(self._tick)
+        self.timer.start()
+        self._set_state("loading")
+
+    # -- layout
+    def _build(self) -> None:
+        root = QWidget()
+        self.setCentralWidget(root)
+        outer = QVBoxLayout(root)
+        outer.setContentsMargins(16, 12, 16, 10)
+        outer.setSpacing(12)
+
+        header = QHBoxLayout()
+        titles = QVBoxLayout()
+        titles.setSpacing(0)
+        t = QLabel("Keyword Spotter")
+        t.setObjectName("appTitle")
+        self.subtitle = QLabel("loading model…")
+        self.subtitle.setObjectName("appSubtitle")
+        titles.addWidget(t)
+        titles.addWidget(self.subtitle)
+        header.addLayout(titles)
+        header.addStretch(1)
+        self.rec_pill = pill()
+        self.level = LevelMeter()
+        level_box = QFrame()
+        level_box.setObjectName("pill")
+        lb = QHBoxLayout(level_box)
+        lb.setContentsMargins(8, 0, 8, 0)
+        lb.setSpacing(6)
+        self.level_text = QLabel("— dB")
+        self.level_text.setStyleSheet(f"color: {MUTED}; font-size: 9pt;")
+        self.level_text.setFixedWidth(46)
+        lb.addWidget(self.level)
+        lb.addWidget(self.level_text)
+        level_box.setStyleSheet(f"QFrame#pill {{ background: {PANEL_2}; border: 1px solid {BORDER}; border-radius: 12px; }}")
+        self.rate_pill = pill("— decisions/s")
+        self.latency_pill = pill("latency —")
+        self.backend_pill = pill("backend —")
+        for w in (self.rec_pill, level_box, self.rate_pill, self.latency_pill, self.backend_pill):
+            header.addWidget(w)
+        outer.addLayout(header)
+
+        self.error_banner = QLabel("")
+        self.error_banner.setObjectName("errorBanner")
+        self.error_banner.setWordWrap(True)
+        self.error_banner.hide()
+        outer.addWidget(self.error_banner)
+
+        body = QHBoxLayout()
+        body.setSpacing(12)
+        left = QVBoxLayout()
+        left.setSpacing(12)
+
+        controls, cl = card("Control")
+        self.start_button = QPushButton("START")
+        self.start_button.setObjectName("startButton")
+        self.start_button.setCursor(Qt.CursorShape.PointingHandCursor)
+        self.start_button.clicked.connect(self.toggle)
+        cl.addWidget(self.start_button)
+        th_row = QHBoxLayout()
+        th_label = QLabel("Threshold")
+        th_label.setStyleSheet(f"color: {MUTED};")
+        self.threshold_value = QLabel("")
+        self.threshold_value.setStyleSheet("font-weight: 700;")
+        th_row.addWidget(th_label)
+        th_row.addStretch(1)
+        th_row.addWidget(self.threshold_value)
+        cl.addLayout(th_row)
+        self.slider = QSlider(Qt.Orientation.Horizontal)
+        self.slider.setRange(10, 95)
+        self.slider.setValue(int(round(min(0.95, max(0.10, self.cfg.threshold)) * 100)))
+        self.slider.valueChanged.connect(self._threshold_changed)
+        cl.addWidget(self.slider)
+        self.source_label = QLabel("")
+        self.source_label.setWordWrap(True)
+        self.source_label.setStyleSheet(f"color: {MUTED}; font-size: 9pt;")
+        cl.addWidget(self.source_label)
+        left.addWidget(controls)
+
+        log_card, ll = card("Detection log")
+        self.log = QListWidget()
+        self.log.setSelectionMode(QListWidget.SelectionMode.NoSelection)
+        self.log.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.log.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.log.setTextElideMode(Qt.TextElideMode.ElideRight)
+        ll.addWidget(self.log)
+        left.addWidget(log_card, 1)
+        left_w = QWidget()
+        left_w.setLayout(left)
+        left_w.setFixedWidth(330)
+        left.setContentsMargins(0, 0, 0, 0)
+        body.addWidget(left_w)
+
+        right = QVBoxLayout()
+        right.setSpacing(12)
+        self.display = DetectionDisplay()
+        right.addWidget(self.display)
+        grid_card, self.grid_layout = card("All classes")
+        self.grid_placeholder = QLabel("The classes appear when the model has loaded.")
+        self.grid_placeholder.setStyleSheet(f"color: {MUTED};")
+        self.grid_placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.grid_layout.addWidget(self.grid_placeholder, 1)
+        right.addWidget(grid_card, 1)
+        body.addLayout(right, 1)
+        outer.addLayout(body, 1)
+
+        self.status_msg = QLabel("")
+        self.status_drop = QLabel("")
+        self.statusBar().setSizeGripEnabled(False)
+        self.statusBar().addWidget(self.status_msg, 1)
+        self.statusBar().addPermanentWidget(self.status_drop)
+        self.toasts = ToastStack(root)
+        self._threshold_changed(self.slider.value())
+
+    # -- state
+    def _set_state(self, state: str) -> None:
+        self.state = state
+        live = state == "running"
+        replay = live and self.session is not None and self.session.source.description.startswith("replay")
+        text, color = {
+            "loading": ("◌  LOADING", WARN), "ready": ("■  STOPPED", MUTED), "running": ("●  LIVE", ERROR),
+            "error": ("✕  ERROR", ERROR),
+        }[state]
+        if replay:
+            text = "▶  REPLAY"
+        self.rec_pill.setText(text)
+        self.rec_pill.setStyleSheet(f"QLabel#pill {{ color: {color}; font-weight: 700; }}")
+        self.start_button.setText("STOP" if live else "START")
+        self.start_button.setProperty("running", "true" if live else "false")
+        self.start_button.style().unpolish(self.start_button)
+        self.start_button.style().polish(self.start_button)
+        self.start_button.setEnabled(self.predictor is not None)
+        self.slider.setEnabled(self.predictor is not None)
+        if not live:
+            self.level.set_level(None, False)
+            self.level_text.setText("— dB")
+            self.rate_pill.setText("— decisions/s")
+
+    def _threshold_changed(self, value: int) -> None:
+        th = value / 100.0
+        self.threshold_value.setText(f"{value} %")
+        self.cfg = replace(self.cfg, threshold=th)
+        if self.session is not None:
+            self.session.set_threshold(th)
+
+    # -- actions
+    def toggle(self) -> None:
+        if self.state == "running":
+            self.stop("Stopped")
+        else:
+            self.start()
+
+    def start(self) -> bool:
+        if self.predictor is None or self.state == "running":
+            return False
+        self.error_banner.hide()
+        try:
+            source = self.source_factory()
+            session = LiveSession(self.predictor, source, self.cfg)
+            session.start()
+        except Exception as e:  # SourceError, AudioError, ValueError: all worded for the user
+            self.show_error(str(e))
+            self._set_state("ready")
+            return False
+        self.session = session
+        self.source_label.setText(source.description)
+        self.display.idle("Listening…")
+        self._set_state("running")
+        self.statusBar().showMessage("")
+        self.status_msg.setText(f"Started {source.description}")
+        return True
+
+    def stop(self, why: str = "Stopped") -> None:
+        session, self.session = self.session, None
+        if session is not None:
+            session.stop()
+            self._drain(session)
+            self._show_stats(session, final=True)
+        self.display.idle(why)
+        self._set_state("ready" if self.predictor is not None else "error")
+        self.status_msg.setText(why)
+
+    def show_error(self, message: str) -> None:
+        """Say it in the window (banner, toast, status bar) and on the console."""
+        self.errors.append(message)
+        print(f"error: {message}", file=sys.stderr, flush=True)
+        self.error_banner.setText(f"⚠  {message}")
+        self.error_banner.show()
+        self.toasts.show(message, ERROR, seconds=5.0)
+        self.status_msg.setText(message)
+
+    # -- polling
+    def _tick(self) -> None:
+        try:
+            if self._load is not None and self._load.done():
+                self._model_loaded(self._load)
+            if self.session is not None:
+                self._poll_session(self.session)
+            self.display.tick(self.state == "running")
+        except Exception as e:  # a bug must show up as a message, not kill the app
+            traceback.print_exc()
+            self.show_error(f"internal error: {type(e).__name__}: {e}")
+            if self.session is not None:
+                self.stop("Stopped after an error")
+
+    def _model_loaded(self, fut: Future) -> None:
+        self._load = None
+        try:
+            pred = fut.result()
+        except Exception as e:
+            self.subtitle.setText("no model")
+            self.display.idle("No model")
+            self._set_state("error")
+            self.show_error(str(e))
+            return
+        self.predictor = pred
+        self.subtitle.setText(f"{pred.model} · {len(pred.labels)} classes")
+        self.backend_pill.setText(pred.describe())
+        self.backend_pill.setToolTip("providers in use: " + ", ".join(pred.providers))
+        self.grid_placeholder.hide()
+        self.grid = ClassGrid(pred.labels)
+        self.grid_layout.addWidget(self.grid, 1)
+        self.display.idle("Press START")
+        self._set_state("ready")
+        if self.autostart:
+            self.start()
+
+    def _poll_session(self, session: LiveSession) -> None:
+        self._drain(session)
+        problem = session.check()
+        if problem:
+            self.stop("Stopped after an error")
+            self.show_error(problem)
+            return
+        now = time.monotonic()
+        if now - self._last_stats > 0.5:
+            self._last_stats = now
+            self._show_stats(session)
+        if session.finished:
+            self.stop("Replay finished")
+            self.toasts.show("Replay finished", BLUE)
+
+    def _drain(self, session: LiveSession) -> None:
+        decisions = session.poll()
+        if decisions:
+            self._show_decision(decisions[-1])  # the bars show the newest state; older ones are history
+        for det in session.poll_detections():
+            self._add_detection(det)
+
+    def _show_decision(self, d: Decision) -> None:
+        if self.grid is not None:
+            self.grid.update_scores(d.smoothed, self.cfg.threshold)
+        self.level.set_level(d.level_db, d.voiced)
+        self.level_text.setText(f"{d.level_db:.0f} dB")
+
+    def _add_detection(self, det: Detection) -> None:
+        self.detections.append(det)
+        stamp = time.strftime("%H:%M:%S") + f".{int(time.time() * 1000) % 1000:03d}"
+        item = QListWidgetItem(f"{stamp}  {pretty(det.label):<8.8s} {det.confidence * 100:3.0f}%  {det.time_s:6.2f}s")
+        item.setToolTip(f"{det.label}: {det.confidence:.1%} at {det.time_s:.2f} s of the stream")
+        item.setForeground(QColor(TEXT))
+        self.log.insertItem(0, item)
+        while self.log.count() > 500:  # bounded, like everything else
+            self.log.takeItem(self.log.count() - 1)
+        self.display.show_detection(det)
+        if self.grid is not None:
+            self.grid.flash(det.index)
+        self.toasts.show(f"{pretty(det.label)}  ·  {det.confidence * 100:.0f}%", ACCENT)
+
+    def _show_stats(self, session: LiveSession, final: bool = False) -> None:
+        s = session.stats()
+        if not final:
+            self.rate_pill.setText(f"{s.decisions_per_s:4.1f} decisions/s")
+        # decisions that ran the model are the honest figure; before the first one, all decisions
+        p50, p95 = ((s.latency_p50_ms, s.latency_p95_ms) if s.latency_p95_ms is not None
+                    else (s.latency_all_p50_ms, s.latency_all_p95_ms))
+        if p95 is not None:
+            self.latency_pill.setText(f"latency p50 {p50:.0f} · p95 {p95:.0f} ms")
+            self.latency_pill.setToolTip("from the moment the newest sample entered the buffer to the decision")
+        drops = s.dropped_blocks
+        self.status_drop.setText(f"{s.decisions} decisions · {s.inferred} inferred · {s.detections} detections · "
+                                 f"dropped {drops} block{'s' if drops != 1 else ''}")
+        if drops:
+            self.status_drop.setStyleSheet(f"color: {WARN};")
+
+    # -- Qt
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self.toasts.layout()
+
+    def closeEvent(self, event) -> None:
+        self.timer.stop()
+        if self.session is not None:
+            self.session.stop()
+            self.session = None
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        super().closeEvent(event)
+
+
+def run_app(predictor_factory: Callable[[], Predictor], source_factory: Callable[[], Source],
+            cfg: EngineConfig | None = None, *, title: str = "", autostart: bool = False,
+            argv: list[str] | None = None) -> int:
+    """Create the QApplication and the window, run the event loop; returns the exit status."""
+    app = QApplication.instance() or QApplication(argv or sys.argv[:1])
+    apply_dark_theme(app)
+    win = LiveWindow(predictor_factory, source_factory, cfg, title=title, autostart=autostart)
+
+    def hook(exc_type, exc, tb) -> None:  # PyQt aborts on an exception escaping a slot: report instead
+        traceback.print_exception(exc_type, exc, tb)
+        try:
+            win.show_error(f"internal error: {exc_type.__name__}: {exc}")
+        except Exception:
+            pass
+
+    sys.excepthook = hook
+    win.show()
+    return int(app.exec())

@@ -1,0 +1,133 @@
+"""A model behind a backend, reduced to what the engine and the UI need.
+
+Loading failures (unknown model, missing weights, corrupt file, unavailable backend) become a
+:class:`ModelLoadError` whose message says what to do, for the UI and the console alike.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from realtime.engine import PredictFn
+
+DEFAULT_BACKEND = "ort-cpu"
+# "auto" prefers a GPU provider, then the portable CPU backends.
+AUTO_ORDER = ("ort-cuda", "ort-directml", "torch-cuda", "ort-cpu", "torch-cpu")
+# When the *default* backend is unavailable (never when the user named one): the next CPU backend.
+DEFAULT_FALLBACKS = ("torch-cpu",)
+
+
+class ModelLoadError(RuntimeError):
+    """The model or backend cannot be used; the message is meant for the user."""
+
+
+@dataclass(frozen=True)
+class Predictor:
+    predict: PredictFn  # float32 [B, 16000] -> probabilities [B, N]
+    labels: tuple[str, ...]
+    backend: str  # e.g. "ort-cpu"
+    providers: tuple[str, ...]  # what actually runs it, e.g. ("CUDAExecutionProvider", ...)
+    device: str  # "cpu", "cuda:0", ...
+    model: str  # model name or file
+    precision: str | None = None  # what the graph computes in ("int8", or "fp32" when int8 fell back)
+
+    def describe(self) -> str:
+        prov = self.providers[0] if self.providers else "?"
+        prec = f" · {self.precision}" if self.precision else ""
+        return f"{self.backend} · {prov} · {self.device}{prec}"
+
+
+def from_function(predict: PredictFn, labels: Sequence[str], name: str = "custom") -> Predictor:
+    """Wrap a plain predict function (tests, experiments) as a Predictor."""
+    return Predictor(predict, tuple(labels), name, ("python",), "cpu", name)
+
+
+def _backends() -> Any:
+    try:
+        import backends
+    except ImportError as e:
+        raise ModelLoadError(f"the inference backends are not importable ({e}); is the project installed "
+                             f"(pip install -r requirements.txt)?") from None
+    if not hasattr(backends, "create_backend"):
+        raise ModelLoadError("the backends package is incomplete (no create_backend)")
+    return backends
+
+
+def available_backends() -> dict[str, str]:
+    """name -> "" when available, else the reason it is not."""
+    be = _backends()
+    return {s.name: ("" if s.available else s.reason) for s in be.list_backends()}
+
+
+def _log_stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _open(backend: str, model: str, threads: int) -> Predictor:
+    be_mod = _backends()
+    # ORT backends report exports (first use of a checkpoint); stdout carries the detections
+    opts = {"log": _log_stderr} if backend.startswith("ort-") else {}
+    be = be_mod.create_backend(backend, model=model, threads=threads, **opts)
+    if hasattr(be, "warmup"):
+        be.warmup()  # the first call allocates; keep it out of the latency figures
+
+    def predict(waves: np.ndarray) -> np.ndarray:
+        return be.predict(np.ascontiguousarray(waves, dtype=np.float32))
+
+    providers = tuple(getattr(be, "providers", ()) or ())
+    precision = getattr(getattr(be, "info", None), "precision", None)  # ORT backends read it from the file
+    return Predictor(predict, tuple(be.labels), getattr(be, "name", backend), providers,
+                     str(getattr(be, "device", "cpu")), str(getattr(be, "model_name", model)), precision)
+
+
+def load_predictor(model: str, backend: str = DEFAULT_BACKEND, threads: int = 1, *,
+                   backend_is_default: bool = False, notify: Callable[[str], None] | None = None) -> Predictor:
+    """Open `model` (zoo name, run folder, .safetensors or .onnx) with `backend`.
+
+    An unavailable backend the user asked for is an error (explicit beats clever); only when
+    the backend was the default do we fall back, and `notify` says so.
+    """
+    be_mod = _backends()
+    unavailable = getattr(be_mod, "BackendUnavailable", RuntimeError)
+    known = tuple(getattr(be_mod, "BACKENDS", ()))
+    if known and backend != "auto" and backend not in known:
+        raise ModelLoadError(f"unknown backend {backend!r}; choose one of: auto, {', '.join(known)}")
+    if backend == "auto":
+        status = available_backends()
+        order = [b for b in AUTO_ORDER if status.get(b) == ""]
+        if not order:
+            raise ModelLoadError("no inference backend is available: " +
+                                 "; ".join(f"{k}: {v}" for k, v in status.items()))
+        candidates, backend_is_default = order, True
+    else:
+        candidates = [backend] + (list(DEFAULT_FALLBACKS) if backend_is_default else [])
+    first_reason = ""
+    for i, name in enumerate(candidates):
+        try:
+            pred = _open(name, model, threads)
+        except unavailable as e:
+            first_reason = first_reason or f"backend {name!r} is unavailable: {e}"
+            if i + 1 < len(candidates):
+                continue
+            raise ModelLoadError(_unavailable_message(name, e)) from None
+        except ModelLoadError:
+            raise
+        except Exception as e:  # a model that won't load: missing/corrupt weights, wrong format, ORT errors
+            raise ModelLoadError(f"cannot load model {model!r} with backend {name!r}: "
+                                 f"{type(e).__name__}: {e}") from None
+        if i > 0 and notify is not None:
+            notify(f"{first_reason}; using {name} instead")
+        return pred
+    raise AssertionError("unreachable")
+
+
+def _unavailable_message(name: str, e: BaseException) -> str:
+    try:
+        ok = [k for k, v in available_backends().items() if v == ""]
+    except ModelLoadError:
+        ok = []
+    alt = f" Available here: {', '.join(ok)}." if ok else ""
+    return f"backend {name!r} is unavailable: {e}.{alt}"

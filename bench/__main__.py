@@ -1,0 +1,121 @@
+"""`python -m bench`: run the benchmark suite;  `python -m bench report`: rebuild the reports.
+
+    python -m bench --quick                       # < 5 min on 2 cores: smoke-test figures
+    python -m bench                               # the full suite (publishable)
+    python -m bench --data gsc12-dev --run runs/x # any data source, a trained run folder
+    python -m bench --resume results/bench/<run-id>.json
+    python -m bench report [results/bench/<run-id>.json ...]
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+from bench.report import RESULTS, build_report, latest_runs, read_run
+from bench.suite import SECTIONS, make_config, run_suite
+
+
+def _csv(s: str) -> tuple[str, ...]:
+    return tuple(x.strip() for x in s.split(",") if x.strip())
+
+
+def run_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m bench", description="Benchmark every zoo model on every backend: "
+                                "accuracy, latency, throughput, memory, streaming detection and noise robustness. "
+                                "`python -m bench report [JSON ...]` rebuilds the reports from result files.")
+    p.add_argument("--quick", action="store_true", help="the quick preset: 2 small models, fewer runs, "
+                   "subsets, a 2-minute false-accept stream (< 5 min on 2 cores); flagged in the report")
+    p.add_argument("--data", action="append", metavar="SPEC",
+                   help="a kws.data source spec (repeatable; each is reported separately). Default: synth, "
+                        "plus gsc12-dev when ../shared/data/gsc12-dev exists")
+    p.add_argument("--split", default="test", help="the split to evaluate (default: test)")
+    p.add_argument("--max-clips", type=int, help="balanced subset of at most N clips per data set")
+    p.add_argument("--run", action="append", default=[], metavar="PATH",
+                   help="a training run folder or .safetensors checkpoint to measure instead of that "
+                        "architecture's shipped weights (repeatable)")
+    p.add_argument("--models", type=_csv, help="comma-separated model names (default: all registered; "
+                   "quick: dscnn,mobilenetv3_small_100); the others get n/a rows")
+    p.add_argument("--backends", type=_csv, help="comma-separated backends (default: all of backends.BACKENDS)")
+    p.add_argument("--eval-backend", help="backend for the streaming and noise evaluations (default: ort-cpu, "
+                   "the live app's default, falling back to torch-cpu)")
+    p.add_argument("--eval-threads", type=int, help="threads for the streaming and noise evaluations "
+                   "(default 1, the live app's default)")
+    p.add_argument("--only", type=_csv, help=f"sections to run, from {','.join(SECTIONS)} (default: all)")
+    p.add_argument("--threads", type=lambda s: tuple(int(x) for x in _csv(s)),
+                   help="thread settings for the matrix (default: all cores and 1)")
+    p.add_argument("--stream-words", type=int, help="words per streaming test stream (full: 100, quick: 30)")
+    p.add_argument("--free-minutes", type=float, help="length of the keyword-free stream for false accepts "
+                   "(full: 10, quick: 2; under 10 is flagged in the report)")
+    p.add_argument("--out", type=Path, default=RESULTS, help="results folder (default: results/)")
+    p.add_argument("--no-report", action="store_true", help="measure only; build reports later with "
+                   "`python -m bench report`")
+    p.add_argument("--resume", type=Path, metavar="JSON", help="continue an interrupted run with its original "
+                   "settings (other arguments are ignored)")
+    return p
+
+
+def report_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m bench report",
+                                description="Build CSVs, plots and the Markdown report from bench JSON files.")
+    p.add_argument("json", nargs="*", type=Path, help="run files (default: the newest in results/bench/); "
+                   "several are merged, later files winning for the same measurement")
+    p.add_argument("--out", type=Path, default=RESULTS, help="where to write (default: results/)")
+    return p
+
+
+def config_from_args(a: argparse.Namespace):
+    from bench.evalsets import default_specs
+
+    kw = {"split": a.split, "max_clips": a.max_clips, "runs": tuple(a.run), "models": a.models,
+          "backends": a.backends, "eval_backend": a.eval_backend, "eval_threads": a.eval_threads,
+          "sections": a.only}
+    cfg = make_config(a.data or default_specs(), a.quick, **kw)
+    if a.threads:
+        cfg = dataclasses.replace(cfg, matrix=dataclasses.replace(cfg.matrix, threads=a.threads))
+    stream = {k: v for k, v in (("words_per_stream", a.stream_words),
+                                ("free_seconds", None if a.free_minutes is None else a.free_minutes * 60)) if v}
+    if stream:
+        cfg = dataclasses.replace(cfg, streaming=dataclasses.replace(cfg.streaming, **stream))
+    return cfg
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["report"]:
+        a = report_parser().parse_args(argv[1:])
+        paths = a.json or latest_runs(a.out / "bench")
+        files = build_report(paths, a.out)
+        print(f"report: {files.markdown}\ncsv: {', '.join(map(str, files.csvs))}\nplots: {len(files.plots)} in "
+              f"{files.markdown.parent / 'plots'}")
+        return 0
+    if argv[:1] == ["run"]:
+        argv = argv[1:]
+    a = run_parser().parse_args(argv)
+    resume = None
+    if a.resume is not None:
+        resume = read_run(a.resume)
+        stored = resume["metadata"].get("argv")
+        if stored is None:
+            raise SystemExit(f"{a.resume}: no stored arguments (not written by `python -m bench`); cannot resume")
+        out = a.resume.resolve().parent.parent  # results/bench/<id>.json -> results/
+        a = run_parser().parse_args(stored)
+        a.out = out
+        argv = stored
+    cfg = config_from_args(a)
+    t0 = time.perf_counter()
+    command = shlex.join(["python", "-m", "bench", *argv])
+    path = run_suite(cfg, a.out, command=command, argv=argv, resume=resume)
+    print(f"results: {path} ({time.perf_counter() - t0:.0f} s)")
+    if not a.no_report:
+        files = build_report([path], a.out)
+        print(f"report: {files.markdown} ({len(files.plots)} plots)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

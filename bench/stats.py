@@ -1,0 +1,353 @@
+"""Pure statistics for the benchmark: no I/O, no torch, numpy only (no sklearn dependency).
+
+Every function here is small and tested on synthetic inputs with known answers
+(tests/test_bench_stats.py), because every number in the published report flows
+through one of them.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Iterable, Sequence
+
+import numpy as np
+
+PERCENTILES: tuple[int, ...] = (50, 90, 99)
+
+
+# ----------------------------------------------------------------------------- latency
+
+
+@dataclass(frozen=True)
+class LatencySummary:
+    """Summary of repeated timings, in milliseconds."""
+
+    n: int
+    mean_ms: float
+    std_ms: float
+    min_ms: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    max_ms: float
+
+    def to_dict(self) -> dict[str, float | int]:
+        return asdict(self)
+
+
+def percentiles(samples: Sequence[float] | np.ndarray, qs: Iterable[float] = PERCENTILES) -> dict[str, float]:
+    """{"p50": .., "p90": .., "p99": ..} with numpy's linear interpolation between order statistics.
+
+    Linear interpolation (numpy's default, Hyndman & Fan type 7) is used so the numbers
+    match what anyone re-deriving them with numpy or pandas gets.
+    """
+    x = np.asarray(samples, dtype=np.float64).ravel()
+    if x.size == 0:
+        raise ValueError("percentiles of an empty sample")
+    if not np.all(np.isfinite(x)):
+        raise ValueError("percentiles: sample holds NaN or infinite values")
+    return {f"p{q:g}": float(np.percentile(x, q)) for q in qs}
+
+
+def summarize_latency(seconds: Sequence[float] | np.ndarray) -> LatencySummary:
+    """Timings in seconds -> summary in milliseconds."""
+    ms = np.asarray(seconds, dtype=np.float64).ravel() * 1e3
+    p = percentiles(ms)
+    return LatencySummary(n=int(ms.size), mean_ms=float(ms.mean()), std_ms=float(ms.std(ddof=1)) if ms.size > 1 else 0.0,
+                          min_ms=float(ms.min()), p50_ms=p["p50"], p90_ms=p["p90"], p99_ms=p["p99"],
+                          max_ms=float(ms.max()))
+
+
+# ----------------------------------------------------------------------------- classification
+
+
+@dataclass(frozen=True)
+class ClassificationMetrics:
+    """Accuracy and macro-averaged precision/recall/F1 (sklearn's `average="macro"`, zero_division=0)."""
+
+    n: int
+    accuracy: float
+    macro_precision: float
+    macro_recall: float
+    macro_f1: float
+    per_class_precision: tuple[float, ...]
+    per_class_recall: tuple[float, ...]
+    per_class_f1: tuple[float, ...]
+    support: tuple[int, ...]
+    confusion: tuple[tuple[int, ...], ...]  # rows = true class, columns = predicted class
+    n_unmapped: int  # predictions outside [0, n_classes): wrong for their true class, no class's FP
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["confusion"] = [list(r) for r in self.confusion]
+        for k in ("per_class_precision", "per_class_recall", "per_class_f1", "support"):
+            d[k] = list(d[k])
+        return d
+
+
+def _check_labels(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> None:
+    if y_true.shape != y_pred.shape or y_true.ndim != 1:
+        raise ValueError(f"y_true {y_true.shape} and y_pred {y_pred.shape} must be 1-D and of equal length")
+    if y_true.size == 0:
+        raise ValueError("no samples to score")
+    if y_true.min() < 0 or y_true.max() >= n_classes:
+        raise ValueError(f"y_true holds labels outside [0, {n_classes})")
+
+
+def confusion_matrix(y_true: Sequence[int], y_pred: Sequence[int], n_classes: int) -> np.ndarray:
+    """int64 [n_classes, n_classes]; predictions outside the label range are left out (see n_unmapped)."""
+    t = np.asarray(y_true, dtype=np.int64)
+    p = np.asarray(y_pred, dtype=np.int64)
+    _check_labels(t, p, n_classes)
+    ok = (p >= 0) & (p < n_classes)
+    cm = np.zeros((n_classes, n_classes), dtype=np.int64)
+    np.add.at(cm, (t[ok], p[ok]), 1)
+    return cm
+
+
+def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], n_classes: int) -> ClassificationMetrics:
+    """Metrics over the classes that occur in y_true or y_pred (sklearn's macro convention).
+
+    A class that is predicted but never true gets precision 0 and recall 0 (zero_division=0),
+    so a model that sprays an absent class is penalised rather than ignored.
+    """
+    t = np.asarray(y_true, dtype=np.int64)
+    p = np.asarray(y_pred, dtype=np.int64)
+    cm = confusion_matrix(t, p, n_classes)
+    tp = np.diag(cm).astype(np.float64)
+    support = np.bincount(t, minlength=n_classes)  # includes samples predicted as "unmapped"
+    predicted = cm.sum(axis=0).astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        prec = np.where(predicted > 0, tp / predicted, 0.0)
+        rec = np.where(support > 0, tp / np.maximum(support, 1), 0.0)
+        f1 = np.where(prec + rec > 0, 2 * prec * rec / (prec + rec), 0.0)
+    present = (support > 0) | (predicted > 0)
+    return ClassificationMetrics(
+        n=int(t.size),
+        accuracy=float(np.mean(t == p)),
+        macro_precision=float(prec[present].mean()),
+        macro_recall=float(rec[present].mean()),
+        macro_f1=float(f1[present].mean()),
+        per_class_precision=tuple(float(v) for v in prec),
+        per_class_recall=tuple(float(v) for v in rec),
+        per_class_f1=tuple(float(v) for v in f1),
+        support=tuple(int(v) for v in support),
+        confusion=tuple(tuple(int(v) for v in row) for row in cm),
+        n_unmapped=int(np.count_nonzero((p < 0) | (p >= n_classes))),
+    )
+
+
+def top1_agreement(pred_a: Sequence[int], pred_b: Sequence[int]) -> float:
+    """Fraction of samples on which two models/backends give the same top-1 class."""
+    a = np.asarray(pred_a)
+    b = np.asarray(pred_b)
+    if a.shape != b.shape or a.size == 0:
+        raise ValueError(f"top1_agreement needs two equal, non-empty prediction lists ({a.shape} vs {b.shape})")
+    return float(np.mean(a == b))
+
+
+def label_map(model_labels: Sequence[str], data_labels: Sequence[str]) -> np.ndarray:
+    """Index into data_labels for each model output; -1 where a model class has no counterpart.
+
+    A 35-word model scored on the 12-class task maps other words to `_unknown_` (kws.labels.to_12class).
+    """
+    from kws.labels import to_12class
+
+    index = {lab: i for i, lab in enumerate(data_labels)}
+    out = np.full(len(model_labels), -1, dtype=np.int64)
+    for i, lab in enumerate(model_labels):
+        if lab in index:
+            out[i] = index[lab]
+        elif to_12class(lab) in index:
+            out[i] = index[to_12class(lab)]
+    return out
+
+
+@dataclass(frozen=True)
+class ScoringSpace:
+    """Where a model's predictions and a data set's truth are compared."""
+
+    name: str
+    labels: tuple[str, ...]
+    truth_map: np.ndarray  # data label index -> space index (-1: not scored)
+    pred_map: np.ndarray  # model output index -> space index (-1: always wrong)
+
+
+def scoring_space(model_labels: Sequence[str], data_labels: Sequence[str]) -> ScoringSpace:
+    """The data set's labels, unless the model is a 12-class model and the data is word-level:
+    then both go to the 12-class task (a 12-class model cannot name "cat", only "_unknown_")."""
+    from kws.labels import GSC12_LABELS
+
+    model, data = set(model_labels), set(data_labels)
+    if not model <= data and model <= set(GSC12_LABELS) and data - set(GSC12_LABELS):
+        space = tuple(GSC12_LABELS)
+        return ScoringSpace("12-class task", space, label_map(data_labels, space), label_map(model_labels, space))
+    return ScoringSpace(f"data labels ({len(data_labels)})", tuple(data_labels),
+                        np.arange(len(data_labels), dtype=np.int64), label_map(model_labels, data_labels))
+
+
+def score(space: ScoringSpace, y_data: Sequence[int], preds_model: Sequence[int]) -> ClassificationMetrics:
+    """classification_metrics in `space`; clips whose truth has no place in it are left out."""
+    t = space.truth_map[np.asarray(y_data, dtype=np.int64)]
+    p = space.pred_map[np.asarray(preds_model, dtype=np.int64)]
+    keep = t >= 0
+    return classification_metrics(t[keep], p[keep], len(space.labels))
+
+
+# ----------------------------------------------------------------------------- Pareto front
+
+
+def pareto_front(latency: Sequence[float], accuracy: Sequence[float]) -> np.ndarray:
+    """Boolean mask of the points no other point dominates (lower-or-equal latency AND
+    higher-or-equal accuracy, strictly better in one). NaN points are never on the front.
+
+    Exact duplicates do not dominate each other, so both stay on the front.
+    """
+    lat = np.asarray(latency, dtype=np.float64)
+    acc = np.asarray(accuracy, dtype=np.float64)
+    if lat.shape != acc.shape:
+        raise ValueError("latency and accuracy must have the same length")
+    valid = np.isfinite(lat) & np.isfinite(acc)
+    mask = np.zeros(lat.shape, dtype=bool)
+    for i in np.flatnonzero(valid):
+        others = valid.copy()
+        others[i] = False
+        dominated = others & (lat <= lat[i]) & (acc >= acc[i]) & ((lat < lat[i]) | (acc > acc[i]))
+        mask[i] = not dominated.any()
+    return mask
+
+
+# ----------------------------------------------------------------------------- streaming detection
+
+
+@dataclass(frozen=True)
+class WordEvent:
+    """A word placed in a stream: its label and where its 1 s clip sits, in seconds."""
+
+    label: str
+    start_s: float
+    end_s: float
+
+
+@dataclass(frozen=True)
+class MatchResult:
+    n_events: int
+    hits: int  # events with a detection of the right word inside their window
+    wrong_words: int  # events with no right detection but a detection of another word
+    misses: int  # events with no detection at all
+    extra: int  # detections outside every window, or beyond the first in a window
+    outcomes: tuple[str, ...]  # "hit" | "wrong" | "miss" per event
+
+    @property
+    def hit_rate(self) -> float:
+        return self.hits / self.n_events if self.n_events else float("nan")
+
+    @property
+    def wrong_word_rate(self) -> float:
+        return self.wrong_words / self.n_events if self.n_events else float("nan")
+
+    @property
+    def miss_rate(self) -> float:
+        """1 - hit rate: a wrong word is a miss of the word that was said."""
+        return 1.0 - self.hit_rate
+
+
+def match_detections(detections: Sequence[tuple[str, float]], events: Sequence[WordEvent],
+                     tol_before_s: float = 0.0, tol_after_s: float = 1.0) -> MatchResult:
+    """Score detections (label, time_s) against ground-truth words.
+
+    An event's window is [start - tol_before, end + tol_after]: a detector fires after it has
+    heard the word, so late detections within `tol_after` still count. A detection belongs to
+    the latest-starting event whose window holds it (the word just said). Windows may overlap
+    only if the stream builder put words closer than the tolerance, which it refuses to do.
+    """
+    order = sorted(range(len(events)), key=lambda i: events[i].start_s)
+    starts = np.array([events[i].start_s - tol_before_s for i in order], dtype=np.float64)
+    ends = np.array([events[i].end_s + tol_after_s for i in order], dtype=np.float64)
+    assigned: list[list[str]] = [[] for _ in order]
+    extra = 0
+    for label, t in sorted(detections, key=lambda d: d[1]):
+        k = int(np.searchsorted(starts, t, side="right")) - 1  # latest window starting at or before t
+        if k >= 0 and t <= ends[k]:
+            assigned[k].append(label)
+        else:
+            extra += 1
+    outcomes_sorted: list[str] = []
+    for k, labels in enumerate(assigned):
+        truth = events[order[k]].label
+        if truth in labels:
+            outcomes_sorted.append("hit")
+            extra += len(labels) - 1  # the cooldown should have stopped a second firing
+        elif labels:
+            outcomes_sorted.append("wrong")
+            extra += len(labels) - 1
+        else:
+            outcomes_sorted.append("miss")
+    outcomes = [""] * len(events)
+    for k, i in enumerate(order):
+        outcomes[i] = outcomes_sorted[k]
+    return MatchResult(n_events=len(events), hits=outcomes.count("hit"), wrong_words=outcomes.count("wrong"),
+                       misses=outcomes.count("miss"), extra=extra, outcomes=tuple(outcomes))
+
+
+def fa_per_hour(n_false_accepts: int, duration_s: float) -> float:
+    """False accepts per hour of keyword-free audio."""
+    if duration_s <= 0:
+        raise ValueError("duration must be positive")
+    return n_false_accepts * 3600.0 / duration_s
+
+
+@dataclass(frozen=True)
+class OperatingPoint:
+    threshold: float
+    miss_rate: float
+    fa_per_hour: float
+
+
+def threshold_for_fa_rate(points: Sequence[OperatingPoint], target_fa_per_hour: float = 1.0) -> OperatingPoint | None:
+    """The operating point with the lowest miss rate whose FA/h is at or below the target.
+
+    Ties go to the lowest threshold (the most sensitive setting that meets the target).
+    None when no threshold in the sweep reaches the target.
+    """
+    ok = [p for p in points if np.isfinite(p.fa_per_hour) and p.fa_per_hour <= target_fa_per_hour]
+    if not ok:
+        return None
+    return min(ok, key=lambda p: (p.miss_rate, p.threshold))
+
+
+def miss_fa_curve(thresholds: Sequence[float], results: Sequence[MatchResult], false_accepts: Sequence[int],
+                  free_duration_s: float) -> list[OperatingPoint]:
+    """Operating points from per-threshold word-stream matches and keyword-free-stream FA counts."""
+    if not (len(thresholds) == len(results) == len(false_accepts)):
+        raise ValueError("thresholds, results and false_accepts must have the same length")
+    return [OperatingPoint(threshold=float(t), miss_rate=float(r.miss_rate), fa_per_hour=fa_per_hour(n, free_duration_s))
+            for t, r, n in zip(thresholds, results, false_accepts)]
+
+
+# ----------------------------------------------------------------------------- signal levels
+
+
+def mix_at_snr(signal: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
+    """signal + noise scaled so that 10*log10(P_signal / P_noise) = snr_db (powers over the whole array).
+
+    Powers are means over the clip, the usual definition for Speech Commands noise tests;
+    silent signals cannot have an SNR and raise.
+    """
+    s = np.asarray(signal, dtype=np.float64)
+    n = np.asarray(noise, dtype=np.float64)
+    if s.shape != n.shape:
+        raise ValueError(f"signal {s.shape} and noise {n.shape} must have the same shape")
+    ps = float(np.mean(s * s))
+    pn = float(np.mean(n * n))
+    if ps <= 0:
+        raise ValueError("signal is silent: SNR undefined")
+    if pn <= 0:
+        raise ValueError("noise is silent: cannot scale it to an SNR")
+    gain = np.sqrt(ps / (pn * 10.0 ** (snr_db / 10.0)))
+    return (s + gain * n).astype(np.float32)
+
+
+def snr_db(signal: np.ndarray, noise: np.ndarray) -> float:
+    s = np.asarray(signal, dtype=np.float64)
+    n = np.asarray(noise, dtype=np.float64)
+    return float(10.0 * np.log10(np.mean(s * s) / np.mean(n * n)))

@@ -23,7 +23,7 @@ from bench.timing import TimingPolicy
 from kws.labels import GSC12_WORDS, SILENCE, to_12class
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-QUICK_MODELS: tuple[str, ...] = ("dscnn", "mobilenetv3_small_100")  # the two smallest: quick stays < 5 min
+QUICK_MODELS: tuple[str, ...] = ("dscnn", "efficientnet_b0")  # the two with shipped weights
 
 
 def all_cores() -> int:
@@ -54,7 +54,7 @@ class ModelEntry:
     name: str  # display name: the zoo name, or "<arch>@<run folder>"
     arch: str
     ref: str | None  # what zoo.load_model / create_backend accept; None: cannot be measured
-    source: str  # "shipped" | "run" | "-"
+    source: str  # "shipped" | "run" | "untrained" (random weights: timed, never scored) | "-"
     reason: str = ""  # why ref is None
 
 
@@ -74,8 +74,21 @@ def checkpoint_arch(path: Path) -> str:
     return ModelConfig.from_json(md["config"]).name
 
 
+def untrained_checkpoint(arch: str, folder: Path) -> Path:
+    """A seeded random-init checkpoint of `arch` (cached): for timing only, never for accuracy."""
+    import torch
+
+    import zoo
+
+    path = Path(folder) / f"{arch}-untrained-seed0.safetensors"
+    if not path.is_file():
+        torch.manual_seed(0)
+        zoo.save_checkpoint(zoo.create_model(arch).eval(), path, {"untrained": True, "train_data": "none (random init)"})
+    return path
+
+
 def resolve_models(runs: Sequence[str | Path] = (), only: Sequence[str] | None = None,
-                   only_reason: str = "") -> list[ModelEntry]:
+                   only_reason: str = "", untrained_dir: Path | None = None) -> list[ModelEntry]:
     """One entry per registered model (shipped weights, a --run folder, or a reason why not).
 
     `only`: measure just these names (and every --run given: naming a run folder is asking for
@@ -97,6 +110,11 @@ def resolve_models(runs: Sequence[str | Path] = (), only: Sequence[str] | None =
             entries += by_arch.pop(arch)
         elif (model_dir() / f"{arch}.safetensors").is_file():
             entries.append(ModelEntry(arch, arch, arch, "shipped"))
+        elif untrained_dir is not None:
+            # Latency, throughput, size and memory do not depend on the weight values, so an
+            # architecture without trained weights is still timed, on seeded random weights;
+            # its accuracy cells stay empty ("untrained").
+            entries.append(ModelEntry(arch, arch, str(untrained_checkpoint(arch, untrained_dir)), "untrained"))
         else:
             entries.append(ModelEntry(arch, arch, None, "-", "no shipped weights in zoo/weights/ and no --run folder"))
     for extra in by_arch.values():  # architectures registered after list_models() was read
@@ -271,6 +289,8 @@ def measure_pair(entry: ModelEntry, info: ModelInfo, backend: str, evalsets: Seq
                      "rss_baseline_mb": res["rss_baseline_mb"],
                      "peak_rss_delta_mb": res["peak_rss_mb"] - res["rss_baseline_mb"]})
     labels = tuple(res["model_labels"])
+    if entry.source == "untrained":
+        return rows  # random weights: their accuracy would be noise, not a measurement
     for ev in evalsets:
         preds = np.asarray(res["preds"][ev.name], dtype=np.int64)
         rows.append(accuracy_row(entry.name, backend, ev, labels, preds, info.reference_preds.get(ev.name)))

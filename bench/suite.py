@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from bench.evalsets import EvalSet, load_evalset
-from bench.matrix import QUICK_MODELS, MatrixConfig, ModelEntry, all_cores, resolve_models, run_matrix
+from bench.matrix import QUICK_MODELS, REPO_ROOT, MatrixConfig, ModelEntry, all_cores, resolve_models, run_matrix
 from bench.meta import bench_metadata, load_average
 from bench.noise import NoiseConfig
 from bench.streaming import StreamingConfig
@@ -149,7 +149,7 @@ def run_suite(cfg: SuiteConfig, out_dir: Path, command: str | Sequence[str] | No
     evalsets = [load_evalset(s, cfg.split, cfg.max_clips, cfg.seed) for s in cfg.data_specs]
     only_reason = f"skipped by --quick (measures only {', '.join(cfg.models or ())})" if cfg.quick else \
         "not in --models"
-    entries = resolve_models(cfg.runs, cfg.models, only_reason)
+    entries = resolve_models(cfg.runs, cfg.models, only_reason, untrained_dir=REPO_ROOT / "exports" / "untrained")
     if not measured_entries(entries):
         log("warning: no model can be measured (no shipped weights in zoo/weights/ and no --run folder); "
             "the matrix will hold n/a rows only")
@@ -170,10 +170,10 @@ def run_suite(cfg: SuiteConfig, out_dir: Path, command: str | Sequence[str] | No
     work = Path(tempfile.mkdtemp(prefix="kws-bench-"))
     timings = rf.metadata.setdefault("section_seconds", {})
     timings["data"] = round(time.perf_counter() - t_start, 1)
-    measured = measured_entries(entries)
+    scored = [e for e in measured_entries(entries) if e.source != "untrained"]  # random weights: timing only
     sections = {"matrix": lambda: _run_matrix(cfg, entries, backends, evalsets, rf, work),
-                "streaming": lambda: _run_streaming(cfg, measured, evalsets, rf, log),
-                "noise": lambda: _run_noise(cfg, measured, evalsets, rf, log)}
+                "streaming": lambda: _run_streaming(cfg, scored, evalsets, rf, log),
+                "noise": lambda: _run_noise(cfg, scored, evalsets, rf, log)}
     try:
         for name in SECTIONS:
             if name in cfg.sections:

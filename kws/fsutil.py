@@ -22,10 +22,12 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
-    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; results are meant to be shared
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        # mkstemp (and writers such as safetensors that replace the file) leave 0600;
+        # results and weights are meant to be read by others, so apply the usual umask.
+        os.chmod(tmp_path, 0o666 & ~_UMASK)
         with open(tmp_path, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp_path, path)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from kws.fsutil import atomic_write_text
+from kws.fsutil import atomic_write_text, read_json
 
 # Speech Commands v0.02: 35 words, in the dataset's alphabetical order.
 GSC_V2_WORDS: tuple[str, ...] = (
@@ -44,12 +44,7 @@ def load_labels(path: str | Path) -> list[str]:
     path = Path(path)
     if path.is_dir():
         path = path / LABELS_FILE
-    try:
-        labels = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: label file not found") from None
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not a JSON label list ({e})") from None
+    labels = read_json(path, "label file")
     if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels) or not labels:
         raise ValueError(f"{path}: expected a non-empty JSON list of strings")
     if len(set(labels)) != len(labels):

@@ -28,3 +28,18 @@ def test_mode_follows_umask_not_mkstemp(tmp_path):
         os.umask(umask)
     mode = stat.S_IMODE((tmp_path / "r.json").stat().st_mode)
     assert mode & 0o044 == 0o044  # group/other can read (mkstemp alone gives 0600)
+
+
+def test_label_file_round_trip_and_errors(tmp_path):
+    from kws.labels import load_labels, save_labels
+
+    save_labels(("yes", "no", "_silence_"), tmp_path)
+    assert load_labels(tmp_path) == ["yes", "no", "_silence_"]
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(ValueError, match="bad.json: not valid JSON"):
+        load_labels(tmp_path / "bad.json")
+    (tmp_path / "dup.json").write_text('["a", "a"]')
+    with pytest.raises(ValueError, match="duplicate"):
+        load_labels(tmp_path / "dup.json")
+    with pytest.raises(FileNotFoundError, match="label file not found"):
+        load_labels(tmp_path / "missing.json")

@@ -390,3 +390,31 @@ def test_ddp_two_cpu_processes_on_gloo(tmp_path):
     assert all(r["train_samples"] == 2 * (per_rank // 16) * 16 for r in rows)  # all-reduced over both ranks
     rep = json.loads((out / "report.json").read_text())
     assert rep["n"] == len(open_source(DATA, labels="35s").split("test"))  # test clips counted once
+
+
+# --------------------------------------------------------------------------- every model, every source
+
+GSC_V1_SAMPLE = REPO.parent / "shared" / "data" / "gsc-v1-sample"
+
+
+@pytest.mark.parametrize("model", zoo.list_models())
+def test_every_registered_model_trains_through_train_py(tmp_path, model):
+    out = tmp_path / model
+    rc = train_cli.main(["--model", model, "--data", DATA, "--epochs", "1", "--batch-size", "32",
+                         "--no-progress", "--out", str(out)])
+    assert rc == 0
+    trained, meta = zoo.load_model(out)
+    assert trained.cfg.name == model and meta["data"] == DATA
+    with torch.no_grad():
+        assert torch.isfinite(trained(torch.zeros(2, CLIP_SAMPLES).normal_(0, 0.1))).all()
+
+
+def test_trains_on_speech_commands_with_the_official_split_lists(tmp_path):
+    if not GSC_V1_SAMPLE.is_dir():
+        pytest.skip(f"{GSC_V1_SAMPLE} not found (real recordings are read from ../shared/data)")
+    out = tmp_path / "gsc"
+    rc = train_cli.main(["--model", "dscnn", "--data", f"gsc:{GSC_V1_SAMPLE}", "--epochs", "1", "--batch-size", "32",
+                         "--no-progress", "--out", str(out)])
+    assert rc == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["n"] == 22  # the clips of testing_list.txt

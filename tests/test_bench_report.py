@@ -128,14 +128,14 @@ def test_report_writes_csv_markdown_and_plots(run_file: Path):
     assert len(curves) == 6
 
 
-def test_summary_uses_all_core_rows_and_keeps_na(run_file: Path):
+def test_summary_uses_one_thread_rows_and_keeps_na(run_file: Path):
     runs = load_runs([run_file])
     s = summary_table(runs, "synth")
     ok = s[s.status == "ok"]
-    assert set(ok.threads) == {2}  # the 1-thread rows live in the threads table
+    assert set(ok.threads) == {1}  # the all-cores rows live in the threads table
     assert len(s[s.status.str.startswith("n/a")]) == 3
     row = ok[(ok.model == "resnet18") & (ok.backend == "torch-cpu")].iloc[0]
-    assert row["p50 ms"] == pytest.approx(8.0) and row["accuracy"] == pytest.approx(0.9)
+    assert row["p50 ms"] == pytest.approx(8.0 * 1.6) and row["accuracy"] == pytest.approx(0.9)
     assert row["MMACs"] == pytest.approx(5.0)
 
 

@@ -85,10 +85,10 @@ class TorchCUDABackend(TorchBackend):
 
     @classmethod
     def availability(cls) -> tuple[bool, str]:
-        try:
-            torch = _torch()
-        except BackendUnavailable as e:
-            return False, str(e)
+        ok, why = super().availability()
+        if not ok:
+            return ok, why
+        torch = _torch()
         if torch.version.cuda is None:
             return False, (f"this torch build ({torch.__version__}) has no CUDA support: install a CUDA build "
                            f"(see pytorch.org, e.g. pip install torch --index-url https://download.pytorch.org/whl/cu128)")

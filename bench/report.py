@@ -6,7 +6,6 @@ Nothing here measures anything; `python -m bench report` rebuilds every file fro
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from bench.stats import pareto_front
-from kws.fsutil import atomic_path, atomic_write_text
+from kws.fsutil import atomic_path, atomic_write_text, read_json
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
 REPORT_NAME = "bench_report.md"
@@ -52,12 +51,7 @@ class Runs:
 
 def read_run(path: str | Path) -> dict:
     p = Path(path)
-    try:
-        data = json.loads(p.read_text())
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{p}: bench result file not found") from None
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{p}: not valid JSON ({e})") from None
+    data = read_json(p, "bench result file")
     if not isinstance(data, dict) or "metadata" not in data or not isinstance(data.get("results"), list):
         raise ValueError(f"{p}: not a bench result file (expected {{'metadata': ..., 'results': [...]}})")
     return data

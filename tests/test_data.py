@@ -385,7 +385,7 @@ def test_concatenation_uses_a_common_label_set(gsc_dir, tmp_path, cache):
 # --------------------------------------------------------------------------- real data
 
 def test_gsc_v1_sample_official_lists(cache):
-    root = shared("gsc-v1-sample")
+    root = shared("gsc-v1-sample").resolve()  # the loader resolves links (a symlinked data folder)
     for labels in ("35", "35s"):
         src = open_source(f"gsc:{root}", labels=labels, cache_dir=cache)
         s = src.summary()

@@ -218,59 +218,67 @@ def _open_predictor(ref: str, cfg: SuiteConfig, log: Callable[[str], None]):
                           backend_is_default=cfg.eval_backend == DEFAULT_EVAL_BACKEND, notify=log)
 
 
+def _run_per_pair(kind: str, title: str, cfg: SuiteConfig, entries: Sequence[ModelEntry],
+                  evalsets: Sequence[EvalSet], rf: RunFile, log: Callable[[str], None],
+                  run_one: Callable[[Any, EvalSet, Any], tuple[dict, str]],
+                  prepare: Callable[[EvalSet], None] = lambda ev: None) -> None:
+    """One result row per (model, data set) not yet in the run file, through the live app's predictor.
+
+    run_one(predictor, evalset, bar) -> (row fields, progress text). A model that fails is recorded
+    as an error row and the next one runs: one broken model must not sink the others' results.
+    """
+    todo = [(e, ev) for e in entries for ev in evalsets if f"{kind}|{e.name}|{ev.name}" not in rf.done]
+    bar = _tqdm(len(todo), title)
+    try:
+        for e, ev in todo:
+            bar.set_description_str(f"{kind}: {e.name} on {ev.name}")
+            prepare(ev)
+            head = {"kind": kind, "model": e.name, "dataset": ev.name}
+            try:
+                pred = _open_predictor(e.ref, cfg, log)
+                fields, postfix = run_one(pred, ev, bar)
+            except Exception as exc:
+                rf.add([{**head, "status": f"error: {type(exc).__name__}: {str(exc)[:300]}"}])
+            else:
+                rf.add([{**head, "status": "ok", "backend": pred.backend, **fields}])
+                bar.set_postfix_str(postfix)
+            bar.update(1)
+    finally:
+        bar.close()
+
+
 def _run_streaming(cfg: SuiteConfig, entries: Sequence[ModelEntry], evalsets: Sequence[EvalSet], rf: RunFile,
                    log: Callable[[str], None]) -> None:
     from bench.streaming import build_streams, evaluate_model, stream_keywords
 
-    done = rf.done
-    todo = [(e, ev) for e in entries for ev in evalsets if f"streaming|{e.name}|{ev.name}" not in done]
-    bar = _tqdm(len(todo), "streaming (live engine)")
     cache: dict[tuple, Any] = {}
-    try:
-        for e, ev in todo:
-            bar.set_description_str(f"streaming: {e.name} on {ev.name}")
-            head = {"kind": "streaming", "model": e.name, "dataset": ev.name}
-            try:
-                pred = _open_predictor(e.ref, cfg, log)
-                kw = stream_keywords(pred.labels, ev.labels, cfg.streaming)
-                key = (ev.name, kw)
-                if key not in cache:  # every 35-word model hears the very same streams
-                    cache[key] = build_streams(ev, kw, cfg.streaming)
-                res = evaluate_model(pred.predict, pred.labels, cache[key], cfg.streaming,
-                                     progress=lambda s: bar.set_postfix_str(s))
-            except Exception as exc:  # one model that cannot stream must not sink the other models' results
-                rf.add([{**head, "status": f"error: {type(exc).__name__}: {str(exc)[:300]}"}])
-            else:
-                rf.add([{**head, "status": "ok", "backend": pred.backend, "providers": list(pred.providers), **res}])
-                r0 = res["per_snr"][0]
-                bar.set_postfix_str(f"hit {r0['hit_rate']:.2f} FA/h {res['fa_per_hour']:.1f}")
-            bar.update(1)
-    finally:
-        bar.close()
+
+    def run_one(pred, ev: EvalSet, bar) -> tuple[dict, str]:
+        kw = stream_keywords(pred.labels, ev.labels, cfg.streaming)
+        key = (ev.name, kw)
+        if key not in cache:  # every 35-word model hears the very same streams
+            cache[key] = build_streams(ev, kw, cfg.streaming)
+        res = evaluate_model(pred.predict, pred.labels, cache[key], cfg.streaming,
+                             progress=lambda s: bar.set_postfix_str(s))
+        r0 = res["per_snr"][0]
+        return ({"providers": list(pred.providers), **res},
+                f"hit {r0['hit_rate']:.2f} FA/h {res['fa_per_hour']:.1f}")
+
+    _run_per_pair("streaming", "streaming (live engine)", cfg, entries, evalsets, rf, log, run_one)
 
 
 def _run_noise(cfg: SuiteConfig, entries: Sequence[ModelEntry], evalsets: Sequence[EvalSet], rf: RunFile,
                log: Callable[[str], None]) -> None:
     from bench.noise import build_noisy, evaluate_model
 
-    done = rf.done
-    todo = [(e, ev) for e in entries for ev in evalsets if f"noise|{e.name}|{ev.name}" not in done]
-    bar = _tqdm(len(todo), "noise robustness")
     noisy: dict[str, Any] = {}
-    try:
-        for e, ev in todo:
-            bar.set_description_str(f"noise: {e.name} on {ev.name}")
-            if ev.name not in noisy:
-                noisy[ev.name] = build_noisy(ev, cfg.noise)
-            head = {"kind": "noise", "model": e.name, "dataset": ev.name}
-            try:
-                pred = _open_predictor(e.ref, cfg, log)
-                res = evaluate_model(pred.predict, pred.labels, ev.labels, noisy[ev.name], cfg.noise)
-            except Exception as exc:  # as in streaming: record it, carry on with the next model
-                rf.add([{**head, "status": f"error: {type(exc).__name__}: {str(exc)[:300]}"}])
-            else:
-                rf.add([{**head, "status": "ok", "backend": pred.backend, **res}])
-                bar.set_postfix_str(" ".join(f"{r['accuracy']:.2f}" for r in res["per_snr"]))
-            bar.update(1)
-    finally:
-        bar.close()
+
+    def prepare(ev: EvalSet) -> None:
+        if ev.name not in noisy:
+            noisy[ev.name] = build_noisy(ev, cfg.noise)
+
+    def run_one(pred, ev: EvalSet, bar) -> tuple[dict, str]:
+        res = evaluate_model(pred.predict, pred.labels, ev.labels, noisy[ev.name], cfg.noise)
+        return res, " ".join(f"{r['accuracy']:.2f}" for r in res["per_snr"])
+
+    _run_per_pair("noise", "noise robustness", cfg, entries, evalsets, rf, log, run_one, prepare)

@@ -10,7 +10,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from kws.frontend import FrontendConfig
+from kws.frontends import AnyFrontendConfig
 
 BACKENDS: tuple[str, ...] = ("torch-cpu", "torch-cuda", "ort-cpu", "ort-cuda", "ort-directml", "ort-int8")
 
@@ -43,7 +43,7 @@ class Backend(Protocol):
     device: str  # "cpu", "cuda:0", "dml:0"
     providers: tuple[str, ...]  # what actually runs the graph (ORT providers, or "torch")
     labels: tuple[str, ...]  # output order
-    frontend: FrontendConfig  # the input contract the model was trained with
+    frontend: AnyFrontendConfig  # the input contract the model was trained with
     model_name: str
     threads: int | None  # intra-op threads (None: the runtime's default)
 

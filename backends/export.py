@@ -376,7 +376,7 @@ def export_onnx(model: "KWSModel", path: str | Path, features_in: bool = False, 
     """Export `model` to `path`; raise ParityError when top-1 agreement < min_agreement.
 
     waveform in: float32 [batch, clip_samples] -> probabilities [batch, N] (default), or
-    features in: float32 [batch, C, n_mels, n_frames] (`features_in=True`).
+    features in: float32 [batch, *frontend.feature_shape] (`features_in=True`).
     """
     import torch
 
@@ -385,7 +385,7 @@ def export_onnx(model: "KWSModel", path: str | Path, features_in: bool = False, 
     t0 = time.time()
     m = prepare_for_export(model)
     fe = m.cfg.frontend
-    feats = torch.zeros(2, fe.in_chans, fe.n_mels, fe.n_frames)
+    feats = torch.zeros(2, *fe.feature_shape)
     net = _trace(_net(m), feats, FEATURES_INPUT, OUTPUT, opset)
     if features_in:
         graph = net

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
-from kws.frontend import FrontendConfig
+from kws.frontends import AnyFrontendConfig, config_from_dict
 
 FORMAT = "kws-onnx/1"
 INPUT_KINDS = ("waveform", "features")
@@ -22,7 +22,7 @@ REQUIRED = ("labels", "frontend", "input_kind")
 class ModelInfo:
     model_name: str
     labels: tuple[str, ...]
-    frontend: FrontendConfig
+    frontend: AnyFrontendConfig
     input_kind: str  # "waveform" or "features"
     precision: str  # "fp32" or "int8" (an int8 export that fell back to fp32 says "fp32")
     props: dict[str, str] = field(default_factory=dict)  # every metadata_props entry, raw
@@ -43,7 +43,7 @@ def parse_metadata(props: Mapping[str, str], path: str | Path) -> ModelInfo:
             f"needs the labels and the frontend config to feed the model. Export it with `python export.py REF`.")
     try:
         labels = tuple(json.loads(props["labels"]))
-        frontend = FrontendConfig.from_dict(json.loads(props["frontend"]))
+        frontend = config_from_dict(json.loads(props["frontend"]))
     except (ValueError, TypeError) as e:
         raise ModelFileError(f"{path}: unreadable labels/frontend metadata ({e})") from None
     if not labels or not all(isinstance(s, str) for s in labels):

@@ -92,13 +92,13 @@ def features_entry(be: Any, model_ref: str) -> tuple[Callable[[np.ndarray], np.n
 
 
 def _features(be: Any, wave: np.ndarray) -> np.ndarray:
-    """Log-mel features of `wave` with the backend's own frontend settings (torch, eager)."""
+    """Features of `wave` with the backend's own frontend (torch, eager)."""
     import torch
 
-    from kws.frontend import LogMel
+    from kws.frontends import build_frontend
 
     with torch.no_grad():
-        return LogMel(be.frontend)(torch.from_numpy(wave)).numpy()
+        return build_frontend(be.frontend)(torch.from_numpy(wave)).numpy()
 
 
 def _latency(fn: Callable[[], object], policy: Any) -> dict:

@@ -14,6 +14,7 @@ import numpy as np
 SAMPLE_RATE = 16_000  # Hz; the one sample rate of every model in the zoo
 CLIP_SECONDS = 1.0  # Speech Commands clips are 1 s long
 CLIP_SAMPLES = int(SAMPLE_RATE * CLIP_SECONDS)
+INT16_SCALE = 32768.0  # PCM16 full scale: x / 32768 is exactly what soundfile returns for PCM16
 MAX_SECONDS = 600.0  # longer files are almost always a mistake (a whole recording session)
 MIN_SAMPLE_RATE = 4_000  # below this there is no speech band left to resample from
 MAX_SAMPLE_RATE = 384_000

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -29,6 +30,7 @@ STD_EPS = 1e-5  # keeps standardisation finite on constant input
 class FrontendConfig:
     """The input contract of a model; saved with every checkpoint and ONNX file."""
 
+    kind: ClassVar[str] = "logmel"
     sample_rate: int = SAMPLE_RATE
     clip_samples: int = CLIP_SAMPLES
     n_fft: int = N_FFT
@@ -43,11 +45,17 @@ class FrontendConfig:
     def n_frames(self) -> int:
         return 1 + self.clip_samples // self.hop_length
 
+    @property
+    def feature_shape(self) -> tuple[int, int, int]:
+        """(channels, bands, frames) of one clip's features: what the network after the frontend reads."""
+        return (self.in_chans, self.n_mels, self.n_frames)
+
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        return {"kind": self.kind, **dataclasses.asdict(self)}
 
     @classmethod
     def from_dict(cls, d: dict) -> "FrontendConfig":
+        d = {k: v for k, v in d.items() if k != "kind"}  # files written before frontends had kinds lack it
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - names
         if unknown:
@@ -156,6 +164,13 @@ class LogMel(nn.Module):
         self.register_buffer("mel_fb", torch.from_numpy(mel_filterbank(cfg)), persistent=False)
         self.dft = FactorizedDFT(cfg)
         self.use_fft = True  # eager fast path; export code sets False
+        m = np.linspace(hz_to_mel(cfg.f_min), hz_to_mel(cfg.f_max), cfg.n_mels + 2)
+        self.mel_lo, self.mel_step = float(m[1]), float(m[2] - m[1])
+        self.register_buffer("band_hz", _f32(mel_to_hz(m[1:-1])), persistent=False)  # band centres
+
+    def band_position(self, hz: torch.Tensor) -> torch.Tensor:
+        """Fractional band index of each frequency (for the pitch-shift augmentation)."""
+        return (2595.0 * torch.log10(1.0 + hz / 700.0) - self.mel_lo) / self.mel_step
 
     def power_spectrum(self, x: torch.Tensor) -> torch.Tensor:
         """[B, T] -> power [B, frames, n_fft//2+1] of the pre-emphasised, reflect-padded signal."""

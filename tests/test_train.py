@@ -16,7 +16,7 @@ import yaml
 import train as train_cli
 import zoo
 from kws.audio import CLIP_SAMPLES, SAMPLE_RATE
-from kws.frontend import FrontendConfig
+from kws.frontend import FrontendConfig, LogMel
 from kws.train.augment import Augmenter
 from kws.train.config import ConfigError, TrainConfig, resolve
 from kws.train.loader import ClipBatches, make_loader
@@ -97,7 +97,7 @@ def make_aug(**kw) -> Augmenter:
     off = dict(p_shift=0.0, p_noise=0.0, p_gain=0.0, p_gauss=0.0, p_stretch=0.0, p_pitch=0.0,
                p_specaug=0.0, p_mixup=0.0)
     noise = np.random.default_rng(0).standard_normal(5 * SAMPLE_RATE).astype(np.float32)
-    return Augmenter(TrainConfig(**{**off, **kw}), FrontendConfig(), noise, torch.device("cpu"), seed=0)
+    return Augmenter(TrainConfig(**{**off, **kw}), LogMel(FrontendConfig()), noise, torch.device("cpu"), seed=0)
 
 
 def speechlike(b: int = 64) -> torch.Tensor:
@@ -166,9 +166,9 @@ def test_gaussian_noise_std_in_range():
 
 def test_specaugment_mask_counts_and_widths():
     aug = make_aug(p_specaug=1.0, time_masks=(1, 2), time_mask_frames=30, freq_masks=(1, 2), freq_mask_bands=15)
-    feats = torch.randn(256, 1, 128, 63) + 5.0  # no zeros of its own
+    feats = torch.randn(256, 1, 128, 63) + 5.0  # no value equal to its clip's mean of its own
     out = aug.specaugment(feats)
-    zero = out[:, 0] == 0
+    zero = out[:, 0] == feats.mean(dim=(1, 2, 3))[:, None, None]  # masks hold each clip's mean
     cols = zero.all(1)  # time frames masked over every band
     rows = zero.all(2)  # bands masked over every frame
     assert cols.sum(1).max() <= 2 * 30 and rows.sum(1).max() <= 2 * 15

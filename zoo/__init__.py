@@ -6,6 +6,7 @@ from zoo.checkpoint import load_checkpoint, load_model, resolve_weights, save_ch
 
 from zoo import timm_models  # noqa: F401,E402  (registers the timm backbones)
 from zoo import dscnn  # noqa: F401,E402
+from zoo import speech_embedding  # noqa: F401,E402
 
 
 def create_model(name: str, num_classes: int | None = None, pretrained: bool = False, **kw) -> KWSModel:

@@ -19,9 +19,12 @@ def save_checkpoint(model: KWSModel, path: str | Path, meta: dict | None = None,
     from safetensors.torch import save_file
 
     model = getattr(model, "module", model)  # unwrap DDP
+    installed = model.package_weights()
     sd = {}
     for k, v in model.state_dict().items():
         v = v.detach().cpu()
+        if k in installed and torch.equal(v, installed[k]):
+            continue  # still exactly as the installed package has it: read from there when loading
         if half and v.is_floating_point():
             v = v.half()
         sd[k] = v.contiguous()
@@ -62,6 +65,7 @@ def load_checkpoint(path: str | Path) -> tuple[KWSModel, dict]:
     ref = model.state_dict()
     tensors = {k: v.to(ref[k].dtype) if k in ref else v for k, v in tensors.items()}
     missing, unexpected = model.load_state_dict(tensors, strict=False)
+    missing = [k for k in missing if k not in model.package_weights()]  # those stay as installed
     if missing or unexpected:
         raise ValueError(f"{path}: weights do not match {cfg.name} (missing {missing[:4]}, unexpected {unexpected[:4]})")
     model.eval()

@@ -16,7 +16,7 @@ class PretrainedUnavailable(RuntimeError):
     pass
 
 
-def _labels(num_classes: int | None, labels) -> tuple[str, ...]:
+def labels_for(num_classes: int | None, labels) -> tuple[str, ...]:
     if labels is not None:
         labels = tuple(labels)
         if num_classes is not None and num_classes != len(labels):
@@ -33,7 +33,7 @@ def build_timm(name: str, timm_name: str, *, num_classes: int | None = None, lab
     import timm
 
     fe = frontend or FrontendConfig(in_chans=in_chans)
-    cfg = ModelConfig(name=name, labels=_labels(num_classes, labels), frontend=fe, head="progressive",
+    cfg = ModelConfig(name=name, labels=labels_for(num_classes, labels), frontend=fe, head="progressive",
                       kwargs={k: v for k, v in kw.items() if isinstance(v, (int, float, str, bool))})
     if pretrained and pretrained_file is None:
         try:
@@ -62,7 +62,7 @@ def build_native(name: str, make: Callable[[int], nn.Module], *, num_classes: in
         raise TypeError(f"{name}: unexpected arguments {sorted(kw)}")
     fe = frontend or FrontendConfig(in_chans=in_chans)
     backbone = make(fe.in_chans)
-    return KWSModel(ModelConfig(name=name, labels=_labels(num_classes, labels), frontend=fe, head="linear"),
+    return KWSModel(ModelConfig(name=name, labels=labels_for(num_classes, labels), frontend=fe, head="linear"),
                     backbone, backbone.num_features)
 
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from kws.frontend import FrontendConfig, LogMel
+from kws.frontend import FrontendConfig
+from kws.frontends import AnyFrontendConfig, build_frontend, config_from_dict
 from kws.labels import GSC_V2_WORDS
 
 
@@ -19,8 +20,8 @@ class ModelConfig:
 
     name: str
     labels: tuple[str, ...] = GSC_V2_WORDS
-    frontend: FrontendConfig = field(default_factory=FrontendConfig)
-    head: str = "progressive"  # "progressive" (the seed's MLP head) or "linear" (tiny nets)
+    frontend: AnyFrontendConfig = field(default_factory=FrontendConfig)
+    head: str = "progressive"  # "progressive" (the seed's MLP head), "linear" (tiny nets), or the family's own
     kwargs: dict = field(default_factory=dict)  # extra constructor arguments (e.g. drop_path_rate)
 
     @property
@@ -28,13 +29,13 @@ class ModelConfig:
         return len(self.labels)
 
     def to_json(self) -> str:
-        d = dataclasses.asdict(self)
+        d = {**dataclasses.asdict(self), "frontend": self.frontend.to_dict()}
         return json.dumps(d, sort_keys=True)
 
     @classmethod
     def from_json(cls, s: str) -> "ModelConfig":
         d = json.loads(s)
-        return cls(name=d["name"], labels=tuple(d["labels"]), frontend=FrontendConfig.from_dict(d["frontend"]),
+        return cls(name=d["name"], labels=tuple(d["labels"]), frontend=config_from_dict(d["frontend"]),
                    head=d.get("head", "progressive"), kwargs=d.get("kwargs", {}))
 
 
@@ -64,14 +65,21 @@ HEADS = {"progressive": ProgressiveHead, "linear": LinearHead}
 
 
 class KWSModel(nn.Module):
-    """waveform [B, T] -> logits [B, N]; `forward_features` takes log-mel [B, C, M, T]."""
+    """waveform [B, T] -> logits [B, N]; `forward_features` takes the frontend's features [B, C, M, F].
 
-    def __init__(self, cfg: ModelConfig, backbone: nn.Module, num_features: int) -> None:
+    The head is `HEADS[cfg.head]` over `num_features` pooled features, or a module the
+    family builds itself (`head=`) when its backbone returns more than a vector.
+    """
+
+    def __init__(self, cfg: ModelConfig, backbone: nn.Module, num_features: int | None = None,
+                 head: nn.Module | None = None) -> None:
         super().__init__()
+        if (head is None) == (num_features is None):
+            raise TypeError("KWSModel takes either num_features (for a HEADS head) or a head module")
         self.cfg = cfg
-        self.frontend = LogMel(cfg.frontend)
+        self.frontend = build_frontend(cfg.frontend)
         self.backbone = backbone
-        self.head = HEADS[cfg.head](num_features, cfg.num_classes)
+        self.head = head if head is not None else HEADS[cfg.head](num_features, cfg.num_classes)
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -82,6 +90,14 @@ class KWSModel(nn.Module):
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         return self.forward_features(self.frontend(wave))
+
+    def package_weights(self) -> dict[str, torch.Tensor]:
+        """Weights that come from an installed package, by state-dict key (none for most models).
+
+        A checkpoint leaves out those that are still exactly as installed, so a model over a
+        frozen pretrained part ships only what it trained; loading fills them back in.
+        """
+        return {}
 
 
 class WaveformToProbs(nn.Module):
@@ -110,11 +126,14 @@ def count_macs(model: KWSModel, batch: int = 1, include_frontend: bool = False) 
     model.eval()
     with torch.no_grad(), FlopCounterMode(display=False) as fc:
         if include_frontend:
-            model.frontend.use_fft = False  # count the DFT as the exported graph runs it
+            fft = getattr(model.frontend, "use_fft", None)
+            if fft is not None:
+                model.frontend.use_fft = False  # count the DFT as the exported graph runs it
             model(torch.zeros(batch, cfg.clip_samples))
-            model.frontend.use_fft = True
+            if fft is not None:
+                model.frontend.use_fft = fft
         else:
-            model.forward_features(torch.zeros(batch, cfg.in_chans, cfg.n_mels, cfg.n_frames))
+            model.forward_features(torch.zeros(batch, *cfg.feature_shape))
     model.train(was_training)
     return fc.get_total_flops() // 2
 

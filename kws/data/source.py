@@ -8,6 +8,8 @@ Specs (combine with `+`, e.g. `synth+gsc12-dev`):
 - `folder:PATH`     your own words, `PATH/<word>/*.wav` (any rate, any length)
 - `gsc12-dev`, `gsc-v1-sample`, `fsdd-dev`   the real-speech sets in ../shared/data
   (`gsc12-dev` is all test under the official rule; `folder:<its path>` re-splits it by speaker)
+- `PART*W`          a sampling weight: each training clip of PART is drawn W times as often as
+  a clip of weight 1 (e.g. `synth:400*0.3+gsc12-dev`: real clips outweigh synthetic ones)
 
 Relative paths are taken from the working directory, then from the repository root (so
 `gsc:../shared/data/gsc12-dev` works from anywhere inside the repo).
@@ -15,6 +17,7 @@ Relative paths are taken from the working directory, then from the repository ro
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -23,6 +26,7 @@ import numpy as np
 
 from kws.audio import SAMPLE_RATE, AudioError, load_audio
 from kws.data.cache import DEFAULT_WORKERS, REPO_ROOT, ClipSet, cache_root, open_split_cache, slug
+from kws.data.folds import Fold, apply_fold
 from kws.data.index import SPLITS, BadFile, ClipEntry, DataError, SourceIndex, canonical_split, concat_indexes
 from kws.data.layout import index_layout
 from kws.data.noise import read_segment
@@ -50,9 +54,25 @@ class SourceSpec:
     kind: str
     arg: str
     text: str
+    weight: float = 1.0  # training sampling weight of each clip of this part
+
+
+_WEIGHT = re.compile(r"^(?P<part>.+)\*(?P<w>[0-9]*\.?[0-9]+)$")
+
+
+def _split_weight(text: str) -> tuple[str, float]:
+    """`PART*W` -> (PART, W); no suffix -> (text, 1.0)."""
+    m = _WEIGHT.match(text)
+    if not m:
+        return text, 1.0
+    w = float(m["w"])
+    if not w > 0:
+        raise DataError(f"{text!r}: a part's weight must be > 0")
+    return m["part"], w
 
 
 def _is_part_start(text: str) -> bool:
+    text = _split_weight(text)[0]
     return text in SHORTCUTS or text == "synth" or text.startswith(("synth:", "gsc:", "folder:"))
 
 
@@ -67,13 +87,14 @@ def parse_spec(spec: str) -> list[SourceSpec]:
         else:
             parts.append(frag.strip())
     out = []
-    for text in parts:
+    for weighted in parts:
+        text, weight = _split_weight(weighted)
         full = SHORTCUTS.get(text, text)
         kind, _, arg = full.partition(":")
         if kind == "synth":
-            out.append(SourceSpec("synth", arg or "default", text))
+            out.append(SourceSpec("synth", arg or "default", text, weight))
         elif kind in ("gsc", "folder") and arg:
-            out.append(SourceSpec(kind, arg, text))
+            out.append(SourceSpec(kind, arg, text, weight))
         else:
             raise DataError(
                 f"unknown data source {text!r}; expected synth, synth:tiny, gsc:PATH, folder:PATH, "
@@ -132,8 +153,10 @@ class DataSource:
         cache_dir: str | Path | None = None,
         spec: str = "",
         workers: int = DEFAULT_WORKERS,
+        part_weights: Sequence[tuple[str, float]] = (),
     ) -> None:
         label_tuple, notes = resolve_labels(labels, index)
+        self.part_weights = tuple(part_weights)  # (part root, weight) of each part, in spec order
         self.index = index
         self.view = LabelView(label_tuple)
         self.spec = spec or index.name
@@ -183,6 +206,17 @@ class DataSource:
                 workers=self.workers, name=f"{self.name}/{split}",
             )
         return self._clipsets[split]
+
+    def weights(self, split: str) -> np.ndarray | None:
+        """Per-clip sampling weights of a split (from `PART*W` specs), or None when all are 1."""
+        if all(w == 1.0 for _, w in self.part_weights):
+            return None
+        cs = self.split(split)
+        out = np.ones(len(cs), dtype=np.float64)
+        roots = sorted(((r.rstrip("/") + "/", w) for r, w in self.part_weights), key=lambda t: -len(t[0]))
+        for i, ref in enumerate(cs.files):
+            out[i] = next((w for r, w in roots if ref.startswith(r)), 1.0)
+        return out
 
     def build(self) -> dict[str, ClipSet]:
         """Decode every split into the cache (no-op for splits already cached)."""
@@ -245,21 +279,30 @@ def open_source(
     cache_dir: str | Path | None = None,
     *,
     workers: int | None = None,
+    fold: Fold | str | None = None,
 ) -> DataSource:
     """Open a data source by spec (see the module doc). Cheap: clips decode on first `split()`.
 
     labels: "35", "35s", "12" (kws.data.LABEL_SETS), a list of labels, or None / "auto" for
     the source's own (folder sources of custom words always keep their sorted folder names).
     fast: a stratified 5,000-clip training subset. seed: fast subset, silence cuts and random
-    splits. cache_dir: default $KWS_CACHE or <repo>/data_cache.
+    splits. cache_dir: default $KWS_CACHE or <repo>/data_cache. fold: "K/N" re-splits every
+    recorded (non-synthetic) part by speaker for cross-validation (kws.data.folds); synthetic
+    parts keep their own split.
     """
     root = cache_root(cache_dir)
     parts = parse_spec(spec)
-    index = concat_indexes([index_spec(p, root, seed) for p in parts])
+    indexes = [index_spec(p, root, seed) for p in parts]
+    if fold:
+        fold = Fold.parse(fold) if isinstance(fold, str) else fold
+        fixed: dict[str, int] = {}  # one speaker, one fold, across corpora
+        indexes = [ix if p.kind == "synth" else apply_fold(ix, fold, seed, fixed) for p, ix in zip(parts, indexes)]
+    index = concat_indexes(indexes)
     if not any(index.splits.values()):
         raise DataError(f"{spec}: no clips found")
     return DataSource(index, labels, fast, seed, cache_dir, spec=spec,
-                      workers=DEFAULT_WORKERS if workers is None else workers)
+                      workers=DEFAULT_WORKERS if workers is None else workers,
+                      part_weights=[(ix.root, p.weight) for p, ix in zip(parts, indexes)])
 
 
 def available_shortcuts() -> list[str]:

@@ -15,13 +15,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from torch import nn
+
 from kws.audio import SAMPLE_RATE
-from kws.frontend import FrontendConfig, hz_to_mel, mel_to_hz
 from kws.train.config import TrainConfig
 
 
 class Augmenter:
-    def __init__(self, cfg: TrainConfig, frontend: FrontendConfig, noise: np.ndarray | None,
+    """`frontend` is the model's frontend module: its band centres (`band_hz`) and
+    `band_position(hz)` place the pitch shift on whatever frequency scale its features use."""
+
+    def __init__(self, cfg: TrainConfig, frontend: nn.Module, noise: np.ndarray | None,
                  device: torch.device, seed: int) -> None:
         self.cfg = cfg
         self.device = device
@@ -30,12 +34,11 @@ class Augmenter:
         self.np_rng = np.random.default_rng(seed)
         noise = np.zeros(0, np.float32) if noise is None else np.asarray(noise, np.float32)
         # Noise lives on the device once; each batch gathers random 1 s windows from it.
-        self.noise = torch.from_numpy(noise).to(device) if noise.size >= frontend.clip_samples else None
-        # Mel-band centre frequencies: a pitch shift by factor r moves the energy at f to r*f,
-        # so output band i reads the input at the (fractional) band whose centre is f_i / r.
-        m = np.linspace(hz_to_mel(frontend.f_min), hz_to_mel(frontend.f_max), frontend.n_mels + 2)
-        self.mel_lo, self.mel_step = float(m[1]), float(m[2] - m[1])
-        self.band_hz = torch.from_numpy(mel_to_hz(m[1:-1]).astype(np.float32)).to(device)
+        self.noise = torch.from_numpy(noise).to(device) if noise.size >= frontend.cfg.clip_samples else None
+        # A pitch shift by factor r moves the energy at f to r*f, so output band i reads the
+        # input at the (fractional) band whose centre is f_i / r.
+        self.band_hz = frontend.band_hz.to(device)
+        self.band_position = frontend.band_position
 
     # ------------------------------------------------------------------ random draws
     def _u(self, n: int, lo: float, hi: float) -> torch.Tensor:
@@ -114,8 +117,7 @@ class Augmenter:
         gx = torch.linspace(-1.0, 1.0, f, device=feats.device)[None, :] / s[:, None]  # [B, F]
         # frequency: output band i reads the band whose centre is f_i / 2^(k/12)
         src_hz = self.band_hz[None, :] * torch.exp2(-semis / 12.0)[:, None]  # [B, M]
-        src_mel = 2595.0 * torch.log10(1.0 + src_hz / 700.0)
-        gy = (src_mel - self.mel_lo) / self.mel_step * (2.0 / (m - 1)) - 1.0
+        gy = self.band_position(src_hz) * (2.0 / (m - 1)) - 1.0
         grid = torch.stack(torch.broadcast_tensors(gx[:, None, :], gy[:, :, None]), dim=-1)  # [B, M, F, 2]
         return F.grid_sample(feats, grid, mode="bilinear", padding_mode="border", align_corners=True)
 
@@ -131,14 +133,14 @@ class Augmenter:
         return hit.any(1)
 
     def specaugment(self, feats: torch.Tensor, p: float = 1.0) -> torch.Tensor:
-        """SpecAugment masks, filled with 0 = the per-clip mean of the standardised log-mel."""
+        """SpecAugment masks, filled with each clip's mean (0 for the standardised log-mel)."""
         b, _, m, f = feats.shape
         c = self.cfg
         on = self._coin(b, p)
         tmask = self._masks(b, f, c.time_masks, c.time_mask_frames) & on[:, None]
         fmask = self._masks(b, m, c.freq_masks, c.freq_mask_bands) & on[:, None]
         mask = tmask[:, None, None, :] | fmask[:, None, :, None]
-        return feats.masked_fill(mask, 0.0)
+        return torch.where(mask, feats.mean(dim=(1, 2, 3), keepdim=True), feats)
 
     def spec(self, feats: torch.Tensor) -> torch.Tensor:
         c = self.cfg
@@ -152,13 +154,22 @@ class Augmenter:
         Returns (features, partner labels, lambda); lambda = 1.0 means not mixed.
         The loss is lam * CE(y) + (1 - lam) * CE(y_partner).
         """
+        perm, lam = self.mixup_draw(y.shape[0], p)
+        if perm is None:
+            return feats, y, 1.0
+        return lam * feats + (1.0 - lam) * feats[perm], y[perm], lam
+
+    def mixup_draw(self, b: int, p: float | None = None) -> tuple[torch.Tensor | None, float]:
+        """(partner permutation, lambda) for a batch of `b`, or (None, 1.0) when it is not mixed.
+
+        For callers that mix more than features and labels (a teacher's probabilities too).
+        """
         p = self.cfg.p_mixup if p is None else p
         mixed = self.np_rng.random() < p
         lam = float(self.np_rng.beta(self.cfg.mixup_alpha, self.cfg.mixup_alpha)) if mixed else 1.0
         if not mixed:
-            return feats, y, 1.0
-        perm = torch.randperm(y.shape[0], generator=self.gen, device=self.device)
-        return lam * feats + (1.0 - lam) * feats[perm], y[perm], lam
+            return None, 1.0
+        return torch.randperm(b, generator=self.gen, device=self.device), lam
 
     # ------------------------------------------------------------------ state
     def state(self) -> tuple[torch.Tensor, dict]:

@@ -33,6 +33,8 @@ class TrainConfig:
     labels: str = "35s"  # kws.data label set: "35s", "35", "12" (folder sources: their own words)
     pretrained: bool = False  # timm ImageNet weights from the hub
     pretrained_file: str | None = None  # ... or from a local .safetensors/.pth file (offline)
+    init_from: str | None = None  # start from trained weights (zoo name, run folder, .safetensors); other labels: fresh head
+    fold: str = ""  # K/N: speaker-disjoint cross-validation fold of the recorded data (kws.data.folds)
     out: str | None = None  # run folder; default <runs_dir>/<model>-<timestamp>
     runs_dir: str = "runs"
     cache_dir: str | None = None  # decoded-clip cache; default $KWS_CACHE or <repo>/data_cache
@@ -52,6 +54,14 @@ class TrainConfig:
     fast: bool = False  # the seed's fast mode: a stratified 5,000-clip training subset (kws.data); val/test untouched
     max_minutes: float = 0.0  # wall-clock budget of this invocation; 0 = none
     seed: int = 0
+
+    # --- pretrained parts and distillation
+    freeze_backbone: bool = False  # train the head only; the frozen backbone's outputs are cached per clip
+    cache_views: int = 8  # augmented views of each training clip in that cache (epoch e reads view e mod N)
+    backbone_lr_scale: float = 1.0  # the backbone's learning rate is lr times this (fine-tuning)
+    teacher: str | None = None  # distil from this trained model (zoo name, run folder, .safetensors)
+    distill_weight: float = 0.5  # share of the KL-to-teacher term in the loss; the label loss gets the rest
+    distill_temperature: float = 2.0  # softens teacher and student in the KL term (scaled back by T^2)
 
     # --- hardware
     device: str = "auto"  # auto (cuda if available), cpu, cuda, cuda:1
@@ -104,12 +114,26 @@ class TrainConfig:
             (0 <= self.time_masks[0] <= self.time_masks[1] and 0 <= self.freq_masks[0] <= self.freq_masks[1],
              "mask counts must be 0 <= lo <= hi"),
             (self.mixup_alpha > 0, "mixup_alpha must be > 0"),
+            (self.cache_views >= 1, "cache_views must be >= 1"),
+            (self.backbone_lr_scale >= 0, "backbone_lr_scale must be >= 0"),
+            (0.0 <= self.distill_weight <= 1.0, "distill_weight is a share in [0, 1]"),
+            (self.distill_temperature > 0, "distill_temperature must be > 0"),
+            (not (self.freeze_backbone and self.teacher), "teacher and freeze_backbone do not combine: a frozen "
+             "backbone trains on cached features, and the teacher must see each augmented waveform"),
         ]
         checks += [(0.0 <= getattr(self, f.name) <= 1.0, f"{f.name} is a probability in [0, 1]")
                    for f in dataclasses.fields(self) if f.name.startswith("p_")]
         for ok, msg in checks:
             if not ok:
                 raise ConfigError(msg)
+        if self.fold:
+            from kws.data.folds import Fold
+            from kws.data.index import DataError
+
+            try:
+                Fold.parse(self.fold)
+            except DataError as e:
+                raise ConfigError(str(e)) from None
 
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}

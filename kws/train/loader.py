@@ -9,11 +9,13 @@ the same batches as an uninterrupted one.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
-from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampler
+from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampler, Sampler
 
-INT16_SCALE = 32768.0
+from kws.audio import INT16_SCALE
 
 
 class ClipBatches(Dataset):
@@ -51,18 +53,94 @@ class ClipBatches(Dataset):
         self.__dict__.update(d)
 
 
+class ViewBatches(Dataset):
+    """Precomputed inputs in several views ([N, ...] arrays, one per view), indexed `view * N + i`.
+
+    How cached backbone outputs reach the loop: epoch e reads view e mod V. The view is part
+    of the index (see ViewSampler), not dataset state, so DataLoader workers see it too.
+    """
+
+    def __init__(self, views: list[np.ndarray], y: np.ndarray) -> None:
+        if not views or any(len(v) != len(y) for v in views):
+            raise ValueError(f"every view must hold {len(y)} rows")
+        self.views = views
+        self.y = np.asarray(y, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitems__(self, items: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        g = np.sort(np.asarray(items, dtype=np.int64))
+        view, rows = divmod(g, len(self.y))
+        x = np.concatenate([self.views[v][rows[view == v]] for v in np.unique(view)])
+        return torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(self.y[rows])
+
+
+class WeightedShardSampler(Sampler[int]):
+    """N draws per epoch with replacement, P(clip i) proportional to weights[i], sharded over ranks.
+
+    Like DistributedSampler, a function of (seed, epoch) alone, so a resumed run draws what an
+    uninterrupted one would.
+    """
+
+    def __init__(self, weights: np.ndarray, num_replicas: int = 1, rank: int = 0, seed: int = 0) -> None:
+        w = np.asarray(weights, dtype=np.float64)
+        if w.ndim != 1 or not len(w) or not np.all(w >= 0) or w.sum() <= 0:
+            raise ValueError("sampling weights must be a non-empty vector of non-negative numbers, not all 0")
+        self.weights = torch.from_numpy(w)
+        self.world, self.rank, self.seed, self.epoch = num_replicas, rank, seed, 0
+        self.per_rank = math.ceil(len(w) / num_replicas)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        g = torch.Generator()
+        g.manual_seed(self.seed * 1_000_003 + self.epoch)
+        draws = torch.multinomial(self.weights, self.per_rank * self.world, replacement=True, generator=g)
+        return iter(draws[self.rank::self.world].tolist())
+
+    def __len__(self) -> int:
+        return self.per_rank
+
+
+class ViewSampler(Sampler[int]):
+    """Wraps a per-clip sampler: epoch e yields `(e mod views) * n + i` for each clip index i."""
+
+    def __init__(self, inner: Sampler[int], n: int, views: int) -> None:
+        self.inner, self.n, self.views, self.epoch = inner, n, views, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.inner.set_epoch(epoch)
+
+    def __iter__(self):
+        offset = (self.epoch % self.views) * self.n
+        return (offset + i for i in self.inner)
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+
 def _as_batch(batch):
     return batch  # __getitems__ already returns the collated batch
 
 
-def make_loader(ds: ClipBatches, batch_size: int, *, train: bool, seed: int, rank: int = 0, world: int = 1,
-                workers: int = 0, pin_memory: bool = False) -> DataLoader:
-    """Training: shuffled, sharded over `world` processes, whole batches only (BatchNorm needs
-    > 1 sample, and equal batch counts per rank keep DDP's all-reduces in step).
+def make_loader(ds: ClipBatches | ViewBatches, batch_size: int, *, train: bool, seed: int, rank: int = 0,
+                world: int = 1, workers: int = 0, pin_memory: bool = False,
+                weights: np.ndarray | None = None) -> DataLoader:
+    """Training: shuffled (or drawn by `weights`), sharded over `world` processes, whole batches
+    only (BatchNorm needs > 1 sample, and equal batch counts per rank keep DDP's all-reduces
+    in step). A ViewBatches dataset is read one view per epoch.
     Evaluation: every clip exactly once, rank r taking clips r, r+world, ... (no padding
-    duplicates, so all-reduced sums are exact)."""
+    duplicates, so all-reduced sums are exact); view 0 of a ViewBatches."""
     if train:
-        sampler = DistributedSampler(ds, num_replicas=world, rank=rank, shuffle=True, seed=seed, drop_last=False)
+        if weights is not None:
+            sampler = WeightedShardSampler(weights, num_replicas=world, rank=rank, seed=seed)
+        else:
+            sampler = DistributedSampler(ds, num_replicas=world, rank=rank, shuffle=True, seed=seed, drop_last=False)
+        if isinstance(ds, ViewBatches):
+            sampler = ViewSampler(sampler, len(ds), len(ds.views))
     else:
         sampler = range(rank, len(ds), world)
     batches = BatchSampler(sampler, batch_size, drop_last=train and len(ds) // world >= batch_size)
@@ -74,8 +152,12 @@ def make_loader(ds: ClipBatches, batch_size: int, *, train: bool, seed: int, ran
 
 
 def to_device(batch: tuple[torch.Tensor, torch.Tensor], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """int16 [B, T] -> float32 in [-1, 1) on the device; the conversion runs there, not on the host."""
+    """int16 clips [B, T] -> float32 in [-1, 1), float16 cached features -> float32, on the
+    device; the conversion runs there, not on the host."""
     x, y = batch
-    x = x.to(device, non_blocking=True).float().div_(INT16_SCALE)
+    pcm = x.dtype == torch.int16
+    x = x.to(device, non_blocking=True).float()
+    if pcm:
+        x.div_(INT16_SCALE)
     return x, y.to(device, non_blocking=True)
 

@@ -22,7 +22,8 @@ METRICS_COLUMNS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_ac
 
 def write_metrics(path: Path, rows: Sequence[dict[str, Any]]) -> None:
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=METRICS_COLUMNS, lineterminator="\n")
+    extra = [k for k in dict.fromkeys(k for r in rows for k in r) if k not in METRICS_COLUMNS]  # e.g. train_kl
+    w = csv.DictWriter(buf, fieldnames=[*METRICS_COLUMNS, *extra], lineterminator="\n")
     w.writeheader()
     for r in rows:
         w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})

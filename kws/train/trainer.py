@@ -29,15 +29,16 @@ from kws.labels import save_labels
 from kws.train import dist
 from kws.train.augment import Augmenter, mixup_target_accuracy
 from kws.train.config import CONFIG_FILE, RESUME_OVERRIDES, ConfigError, TrainConfig, load_run_config, save_yaml
-from kws.train.loader import ClipBatches, make_loader, to_device
+from kws.train.loader import ClipBatches, ViewBatches, make_loader, to_device
 from kws.train.report import (
     METRICS_FILE, build_report, plot_confusion, plot_curves, read_metrics, write_metrics, write_report,
 )
 from kws.train.state import STATE_FILE, apply_state, load_state, save_state
+from kws.train.teacher import Teacher, distill_kl
 
 
 class FeaturesIn(nn.Module):
-    """log-mel -> logits. DDP wraps this: the frontend has no parameters and runs before it, under no_grad."""
+    """features -> logits. DDP wraps this: the frontend has no parameters and runs before it, under no_grad."""
 
     def __init__(self, model: zoo.KWSModel) -> None:
         super().__init__()
@@ -45,6 +46,17 @@ class FeaturesIn(nn.Module):
 
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
         return self.model.forward_features(feats)
+
+
+class HeadIn(nn.Module):
+    """Cached backbone outputs -> logits: what trains when the backbone is frozen."""
+
+    def __init__(self, model: zoo.KWSModel) -> None:
+        super().__init__()
+        self.head = model.head
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.head(z)
 
 
 def amp_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
@@ -69,6 +81,8 @@ class Engine:
     augmenter: Augmenter
     amp: torch.dtype | None
     memory_format: torch.memory_format
+    teacher: Teacher | None = None
+    cached: bool = False  # the loaders yield cached backbone outputs (freeze_backbone); the net is the head
 
     def autocast(self):
         if self.amp is None:
@@ -77,40 +91,66 @@ class Engine:
 
     @torch.no_grad()
     def inputs(self, x: torch.Tensor, y: torch.Tensor, train: bool = True
-               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
-        """Waveforms on the device -> (features, labels, mixup partner labels, lambda)."""
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float, torch.Tensor | None]:
+        """Waveforms (or cached features) on the device -> (features, labels, mixup partner labels,
+        lambda, the teacher's probabilities of the same mix or None)."""
         aug = self.cfg.augment and train
-        if aug:
-            x = self.augmenter.wave(x)
-        feats = self.model.frontend(x)
+        if self.cached:
+            feats = x
+        else:
+            if aug:
+                x = self.augmenter.wave(x)
+            feats = self.model.frontend(x)
+            if aug:
+                feats = self.augmenter.spec(feats)
+        soft = None
+        if self.teacher is not None and train:
+            with self.autocast():
+                soft = self.teacher.probs(x)  # the augmented waveform: the view both frontends share
         y2, lam = y, 1.0
         if aug:
-            feats = self.augmenter.spec(feats)
-            feats, y2, lam = self.augmenter.mixup(feats, y)
-        return feats.contiguous(memory_format=self.memory_format), y, y2, lam
+            perm, lam = self.augmenter.mixup_draw(y.shape[0])
+            if perm is not None:
+                feats, y2 = lam * feats + (1.0 - lam) * feats[perm], y[perm]
+                if soft is not None:
+                    soft = lam * soft + (1.0 - lam) * soft[perm]
+        return feats.contiguous(memory_format=self.memory_format), y, y2, lam, soft
 
-    def loss(self, logits: torch.Tensor, y: torch.Tensor, y2: torch.Tensor, lam: float) -> torch.Tensor:
+    def logits(self, feats: torch.Tensor) -> torch.Tensor:
+        """Evaluation forward, unwrapped (ranks may hold different batch counts)."""
+        return self.model.head(feats) if self.cached else self.model.forward_features(feats)
+
+    def loss(self, logits: torch.Tensor, y: torch.Tensor, y2: torch.Tensor, lam: float,
+             soft: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(training loss, KL to the teacher or None)."""
         ls = self.cfg.label_smoothing
         loss = F.cross_entropy(logits.float(), y, label_smoothing=ls)
         if lam < 1.0:
             loss = lam * loss + (1.0 - lam) * F.cross_entropy(logits.float(), y2, label_smoothing=ls)
-        return loss
+        if soft is None:
+            return loss, None
+        kl = distill_kl(logits, soft, self.cfg.distill_temperature)
+        w = self.cfg.distill_weight
+        return (1.0 - w) * loss + w * kl, kl
 
-    def micro_step(self, x: torch.Tensor, y: torch.Tensor, sync: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        """Forward + backward of one micro-batch; gradients all-reduce only when `sync`."""
-        feats, y, y2, lam = self.inputs(x, y)
+    def micro_step(self, x: torch.Tensor, y: torch.Tensor, sync: bool
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Forward + backward of one micro-batch; gradients all-reduce only when `sync`.
+        Returns (loss, correct count, KL to the teacher or None)."""
+        feats, y, y2, lam, soft = self.inputs(x, y)
         no_sync = self.net.no_sync if (self.env.distributed and not sync) else contextlib.nullcontext
         with no_sync():
             with self.autocast():
                 logits = self.net(feats)
-            loss = self.loss(logits, y, y2, lam)
+            loss, kl = self.loss(logits, y, y2, lam, soft)
             self.scaler.scale(loss / self.cfg.accum_steps).backward()
-        return loss.detach(), mixup_target_accuracy(logits.detach(), y, y2, lam)
+        return (loss.detach(), mixup_target_accuracy(logits.detach(), y, y2, lam),
+                None if kl is None else kl.detach())
 
     def optimizer_step(self) -> None:
         if self.cfg.grad_clip > 0:
             self.scaler.unscale_(self.optimizer)
-            nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+            nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.requires_grad], self.cfg.grad_clip)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
@@ -126,20 +166,28 @@ def build_engine(cfg: TrainConfig, env: dist.Env, labels: tuple[str, ...], noise
         model = zoo.create_model(cfg.model, labels=labels, **{k: v for k, v in kw.items() if v})
     except ValueError as e:  # unknown model name, a pretrained file of another architecture
         raise ConfigError(str(e)) from None
+    if cfg.init_from and load_pretrained:
+        note = init_from(model, cfg.init_from)
+        if env.main:
+            print(note, flush=True)
     cuda = env.device.type == "cuda"
-    channels_last = cuda if cfg.channels_last is None else cfg.channels_last
+    cached = cfg.freeze_backbone
+    channels_last = (cuda if cfg.channels_last is None else cfg.channels_last) and not cached
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(env.device, memory_format=memory_format)
-    net: nn.Module = FeaturesIn(model)
+    if cached:
+        for p in model.backbone.parameters():
+            p.requires_grad_(False)
+    net: nn.Module = HeadIn(model) if cached else FeaturesIn(model)
     if env.distributed:
         # The frontend's constant buffers (a 4 MB DFT kernel) would otherwise be re-broadcast
         # every step; BatchNorm statistics still are.
-        constants = [f"model.frontend.{n}" for n, _ in model.frontend.named_buffers()]
+        constants = [f"model.frontend.{n}" for n, _ in model.frontend.named_buffers()] if not cached else []
         DDP = nn.parallel.DistributedDataParallel
         DDP._set_params_and_buffers_to_ignore_for_model(net, constants)
         net = DDP(net, device_ids=[env.device.index] if cuda else None)
     # fused AdamW: one kernel for all parameters on CUDA; the foreach default elsewhere
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+    optimizer = torch.optim.AdamW(param_groups(model, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay,
                                   fused=True if cuda else None)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(optimizer, T_0=cfg.t0, T_mult=cfg.t_mult,
                                                                      eta_min=cfg.eta_min)
@@ -147,8 +195,46 @@ def build_engine(cfg: TrainConfig, env: dist.Env, labels: tuple[str, ...], noise
     scaler = torch.amp.GradScaler(env.device.type, enabled=amp is torch.float16)
     # Dropout and drop-path draw from the global generator: differ across ranks, fixed per seed.
     torch.manual_seed(cfg.seed + 7919 * env.rank)
-    augmenter = Augmenter(cfg, model.cfg.frontend, noise, env.device, seed=cfg.seed * 1_000_003 + env.rank)
-    return Engine(cfg, env, model, net, optimizer, scheduler, scaler, augmenter, amp, memory_format)
+    augmenter = Augmenter(cfg, model.frontend, noise, env.device, seed=cfg.seed * 1_000_003 + env.rank)
+    teacher = Teacher(cfg.teacher, labels, env.device, cfg.distill_temperature) if cfg.teacher else None
+    return Engine(cfg, env, model, net, optimizer, scheduler, scaler, augmenter, amp, memory_format,
+                  teacher=teacher, cached=cached)
+
+
+def param_groups(model: zoo.KWSModel, cfg: TrainConfig) -> list[dict[str, Any]]:
+    """The trainable parameters; the backbone's at lr * backbone_lr_scale when that is not 1."""
+    train = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if cfg.backbone_lr_scale == 1.0:
+        return [{"params": [p for _, p in train]}]
+    back = [p for n, p in train if n.startswith("backbone.")]
+    rest = [p for n, p in train if not n.startswith("backbone.")]
+    return [g for g in ({"params": rest}, {"params": back, "lr": cfg.lr * cfg.backbone_lr_scale}) if g["params"]]
+
+
+def init_from(model: zoo.KWSModel, ref: str) -> str:
+    """Load trained weights into a new run's model; a changed label set gets a fresh head. Returns the log line."""
+    try:
+        src, _ = zoo.load_model(ref)
+    except (FileNotFoundError, ValueError) as e:
+        raise ConfigError(f"--init-from {ref}: {e}") from None
+    if src.cfg.name != model.cfg.name:
+        raise ConfigError(f"--init-from {ref}: holds a {src.cfg.name} checkpoint, another model than {model.cfg.name}; "
+                          f"pass --model {src.cfg.name}, or weights of {model.cfg.name}")
+    if src.cfg.frontend != model.cfg.frontend:
+        raise ConfigError(f"--init-from {ref}: its frontend settings differ from {model.cfg.name}'s "
+                          f"({src.cfg.frontend} vs {model.cfg.frontend})")
+    sd = src.state_dict()
+    fresh = tuple(src.labels) != tuple(model.labels)
+    if fresh:
+        sd = {k: v for k, v in sd.items() if not k.startswith("head.")}
+    missing, unexpected = model.load_state_dict(sd, strict=False)
+    wrong = [k for k in missing if not (fresh and k.startswith("head."))] + list(unexpected)
+    if wrong:
+        raise ConfigError(f"--init-from {ref}: weights do not fit {model.cfg.name} ({wrong[:4]})")
+    if fresh:
+        return (f"init from {ref}: backbone loaded; the label set differs ({len(src.labels)} labels there, "
+                f"{len(model.labels)} here), so the head starts fresh")
+    return f"init from {ref}: every weight loaded (same labels)"
 
 
 def configure_torch(cfg: TrainConfig, device: torch.device) -> None:
@@ -178,13 +264,16 @@ def train_epoch(eng: Engine, loader, epoch: int, bar: tqdm, deadline: float | No
     n_batches = len(loader)
     n_opt = math.ceil(n_batches / cfg.accum_steps)
     loss_sum = torch.zeros((), dtype=torch.float64, device=env.device)
+    kl_sum = torch.zeros((), dtype=torch.float64, device=env.device)
     correct = torch.zeros((), dtype=torch.int64, device=env.device)
     count = torch.zeros((), dtype=torch.int64, device=env.device)
     timed_out = False
     for i, batch in enumerate(loader):
         x, y = to_device(batch, env.device)
         last_micro = (i + 1) % cfg.accum_steps == 0 or i + 1 == n_batches
-        loss, ok = eng.micro_step(x, y, sync=last_micro)
+        loss, ok, kl = eng.micro_step(x, y, sync=last_micro)
+        if kl is not None:
+            kl_sum += kl.double() * y.shape[0]
         if last_micro:
             eng.optimizer_step()
             # fractional epochs: the cosine decays smoothly within an epoch, as the PyTorch docs advise
@@ -201,10 +290,12 @@ def train_epoch(eng: Engine, loader, epoch: int, bar: tqdm, deadline: float | No
         if deadline is not None and i % 10 == 9 and dist.any_true(env, time.monotonic() > deadline):
             timed_out = True
             break
-    dist.all_sum(env, loss_sum, correct, count)
+    dist.all_sum(env, loss_sum, kl_sum, correct, count)
     n = max(int(count.item()), 1)
-    return {"train_loss": loss_sum.item() / n, "train_acc": correct.item() / n,
-            "train_samples": int(count.item())}, timed_out
+    out = {"train_loss": loss_sum.item() / n, "train_acc": correct.item() / n, "train_samples": int(count.item())}
+    if eng.teacher is not None:
+        out["train_kl"] = kl_sum.item() / n
+    return out, timed_out
 
 
 @torch.no_grad()
@@ -222,7 +313,7 @@ def evaluate(eng: Engine, loader, n_classes: int) -> tuple[float, np.ndarray]:
         x, y = to_device(batch, env.device)
         feats, *_ = eng.inputs(x, y, train=False)
         with eng.autocast():
-            logits = eng.model.forward_features(feats)  # unwrapped: ranks may hold different batch counts
+            logits = eng.logits(feats)
         loss_sum += F.cross_entropy(logits.float(), y, reduction="sum").double()
         # counted on the host: CUDA's bincount is non-deterministic (and refused in deterministic mode)
         pairs = (y * n_classes + logits.argmax(1)).cpu().numpy()
@@ -261,7 +352,8 @@ def open_data(cfg: TrainConfig, env: dist.Env):
     from kws.data import DataError, open_source
 
     def load():
-        src = open_source(cfg.data, labels=cfg.labels, fast=cfg.fast, seed=cfg.seed, cache_dir=cfg.cache_dir)
+        src = open_source(cfg.data, labels=cfg.labels, fast=cfg.fast, seed=cfg.seed, cache_dir=cfg.cache_dir,
+                          fold=cfg.fold or None)
         return src, src.split("train"), src.split("validation")
 
     # Rank 0 decodes into the cache first; the others then only memory-map it.
@@ -338,11 +430,21 @@ def _train(cfg: TrainConfig, env: dist.Env, resume: Path | None, stop_after_epoc
               f" x{env.world}, amp {eng.amp}, effective batch {cfg.batch_size * cfg.accum_steps * env.world}"
               + (f", resuming after epoch {progress['epoch']}" if resume else ""), flush=True)
 
+    if eng.teacher is not None:
+        if resume and progress.get("teacher_sha256") not in (None, eng.teacher.sha256):
+            raise ConfigError(f"{run_dir}: the teacher {eng.teacher.path} changed since this run started "
+                              f"(sha256 differs); resuming would distil from another model")
+        progress["teacher_sha256"] = eng.teacher.sha256
+        if env.main:
+            print(f"distilling from {eng.teacher.name} ({eng.teacher.path}): weight {cfg.distill_weight}, "
+                  f"temperature {cfg.distill_temperature}", flush=True)
+
     workers = cfg.workers if cfg.workers is not None else (4 if env.device.type == "cuda" else 0)
     pin = cfg.pin_memory if cfg.pin_memory is not None else env.device.type == "cuda"
-    train_loader = make_loader(ClipBatches(train_cs.waves, train_cs.y), cfg.batch_size, train=True, seed=cfg.seed,
-                               rank=env.rank, world=env.world, workers=workers, pin_memory=pin)
-    val_loader = make_loader(ClipBatches(val_cs.waves, val_cs.y), cfg.batch_size * 2, train=False, seed=cfg.seed,
+    train_ds, val_ds = (clip_inputs(eng, src, "train", train_cs, True), clip_inputs(eng, src, "validation", val_cs, False))
+    train_loader = make_loader(train_ds, cfg.batch_size, train=True, seed=cfg.seed, rank=env.rank, world=env.world,
+                               workers=workers, pin_memory=pin, weights=src.weights("train"))
+    val_loader = make_loader(val_ds, cfg.batch_size * 2, train=False, seed=cfg.seed,
                              rank=env.rank, world=env.world, workers=min(workers, 2), pin_memory=pin)
 
     epochs_here = 0
@@ -401,6 +503,24 @@ def _train(cfg: TrainConfig, env: dist.Env, resume: Path | None, stop_after_epoc
     return run_dir
 
 
+def clip_inputs(eng: Engine, src, split: str, cs, train: bool) -> ClipBatches | ViewBatches:
+    """What the loop reads for a split: the clips, or with a frozen backbone its cached outputs."""
+    if not eng.cached:
+        return ClipBatches(cs.waves, cs.y)
+    from kws.data import cache_root
+    from kws.train.features import cached_views
+
+    env, cfg = eng.env, eng.cfg
+
+    def build() -> list[np.ndarray]:
+        return cached_views(eng.model, cs, cfg, src.noise, env.device, cache_root(cfg.cache_dir),
+                            train=train, desc=f"{src.name}/{split}")
+
+    views = build() if env.main else None  # rank 0 computes, the others then read the cache
+    dist.barrier(env)
+    return ViewBatches(views if views is not None else build(), cs.y)
+
+
 def final_report(eng: Engine, src, run_dir: Path, cfg: TrainConfig, progress: dict, seconds: float) -> None:
     """Score the best checkpoint on the test split (validation if the source has no test clips)."""
     env = eng.env
@@ -408,7 +528,7 @@ def final_report(eng: Engine, src, run_dir: Path, cfg: TrainConfig, progress: di
     eng.model.load_state_dict(best.state_dict())
     split = "test" if len(src.split("test")) else "validation"
     cs = src.split(split)
-    loader = make_loader(ClipBatches(cs.waves, cs.y), cfg.batch_size * 2, train=False, seed=cfg.seed,
+    loader = make_loader(clip_inputs(eng, src, split, cs, False), cfg.batch_size * 2, train=False, seed=cfg.seed,
                          rank=env.rank, world=env.world)
     loss, cm = evaluate(eng, loader, len(src.labels))
     if not env.main:

@@ -39,7 +39,7 @@ def run_parser() -> argparse.ArgumentParser:
                    help="a training run folder or .safetensors checkpoint to measure instead of that "
                         "architecture's shipped weights (repeatable)")
     p.add_argument("--models", type=_csv, help="comma-separated model names (default: all registered; "
-                   "quick: dscnn,efficientnet_b0); the others get n/a rows")
+                   "quick: the default model, dscnn and efficientnet_b0); the others get n/a rows")
     p.add_argument("--backends", type=_csv, help="comma-separated backends (default: all of backends.BACKENDS)")
     p.add_argument("--eval-backend", help="backend for the streaming and noise evaluations (default: ort-cpu, "
                    "the live app's default, falling back to torch-cpu)")

@@ -404,7 +404,7 @@ def test_every_registered_model_trains_through_train_py(tmp_path, model):
                          "--no-progress", "--out", str(out)])
     assert rc == 0
     trained, meta = zoo.load_model(out)
-    assert trained.cfg.name == model and meta["data"] == DATA
+    assert trained.cfg.name == model and meta["training_data"] == DATA
     with torch.no_grad():
         assert torch.isfinite(trained(torch.zeros(2, CLIP_SAMPLES).normal_(0, 0.1))).all()
 

@@ -55,6 +55,21 @@ def read_checkpoint(path: str | Path) -> tuple[ModelConfig, dict[str, torch.Tens
     return ModelConfig.from_json(md["config"]), tensors, json.loads(md.get("meta", "{}"))
 
 
+def read_header(path: str | Path) -> tuple[ModelConfig, dict]:
+    """(config, meta) of a checkpoint from its header alone: no tensor is read."""
+    from safetensors import safe_open
+
+    p = Path(path)
+    try:
+        with safe_open(str(p), framework="pt") as f:
+            md = f.metadata() or {}
+    except Exception as e:
+        raise ValueError(f"{p}: not a valid safetensors file ({e})") from None
+    if md.get("format") != FORMAT or "config" not in md:
+        raise ValueError(f"{p}: safetensors file without kws-zoo metadata (not written by this project's trainer)")
+    return ModelConfig.from_json(md["config"]), json.loads(md.get("meta", "{}"))
+
+
 def build_from_config(cfg: ModelConfig) -> KWSModel:
     return model_entrypoint(cfg.name)(labels=cfg.labels, frontend=cfg.frontend, **cfg.kwargs)
 
@@ -102,3 +117,27 @@ def load_model(ref: str | Path) -> tuple[KWSModel, dict]:
 
 def shipped_models() -> list[str]:
     return sorted(p.stem for p in model_dir().glob("*.safetensors"))
+
+
+FALLBACK_DEFAULT = "efficientnet_b0"  # the registry's default backbone, used before any figure exists
+
+
+def default_model() -> str:
+    """The shipped model with the best cross-validated real-speech accuracy (12-class).
+
+    What predict, live.py and the quick bench use when no model is named. Decided from the
+    figures the shipped files carry (zoo/meta.py), so shipping better weights moves the default
+    with no code change.
+    """
+    from zoo.meta import CheckpointMeta
+
+    best, best_acc = FALLBACK_DEFAULT, -1.0
+    for name in shipped_models():
+        try:
+            acc = CheckpointMeta.from_dict(read_header(model_dir() / f"{name}.safetensors")[1]).accuracy
+        except ValueError:
+            continue
+        value = float((acc.get("acc12") or {}).get("value", -1.0))
+        if value > best_acc:
+            best, best_acc = name, value
+    return best

@@ -106,6 +106,7 @@ def draw_class(label: str, clip: str, views: Views, k: int, sample_rate: int, ti
     t = np.arange(views.wave.shape[1]) / sample_rate
     c, m, f = views.feats.shape[1:]
     lim = max(np.abs(views.wave[k]).max(), np.abs(views.wave_aug[k]).max(), 1e-3) * 1.05
+    top_db = max(spectrum_db(w, sample_rate)[1].max() for w in (views.wave[k], views.wave_aug[k])) + 5
     vmin = min(views.feats[k, 0].min(), views.feats_aug[k, 0].min())
     vmax = max(views.feats[k, 0].max(), views.feats_aug[k, 0].max())
     for row, (wave, feats, name) in enumerate(((views.wave[k], views.feats[k], "clip"),
@@ -118,7 +119,7 @@ def draw_class(label: str, clip: str, views: Views, k: int, sample_rate: int, ti
         hz, db = spectrum_db(wave, sample_rate)
         a_s.plot(hz / 1000, db, lw=0.9, color="#a83b3b")
         a_s.set_xlim(0, hz[-1] / 1000)
-        a_s.set_ylim(max(db.max() - 90, -140), db.max() + 5)
+        a_s.set_ylim(max(top_db - 95, -140), top_db)  # the same scale above and below
         a_s.set_ylabel("dB (full scale)")
         im = a_f.imshow(feats[0], origin="lower", aspect="auto", cmap="magma", vmin=vmin, vmax=vmax,
                         interpolation="nearest")

@@ -129,6 +129,35 @@ def test_pretrained_offline_names_the_file_option(tmp_path, monkeypatch):
         zoo.create_model("mobilenetv3_small_100", pretrained=True)
 
 
+@pytest.mark.parametrize("server", ["refuses", "never answers"])
+def test_pretrained_without_a_reachable_hub_fails_within_5_s(tmp_path, monkeypatch, server):
+    import socket
+    import time
+
+    import huggingface_hub.constants as hf
+
+    # Not flagged offline, but the hub cannot be reached: one short probe, not the hub client's
+    # ~50 s of retries, then the same message.
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    if server == "refuses":
+        sock.close()
+    else:
+        sock.listen(1)  # the kernel completes the handshake; nothing ever replies
+    monkeypatch.setattr(hf, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(hf, "ENDPOINT", f"http://127.0.0.1:{port}")
+    monkeypatch.setattr(hf, "HF_HUB_CACHE", str(tmp_path))
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(zoo.PretrainedUnavailable, match="--pretrained-file PATH") as e:
+            zoo.create_model("mobilenetv3_small_100", pretrained=True)
+    finally:
+        sock.close()
+    assert time.monotonic() - t0 < 5.0
+    assert f"127.0.0.1:{port}" in str(e.value)
+
+
 def test_train_cli_reports_offline_pretrained(tmp_path, monkeypatch, capsys):
     import huggingface_hub.constants as hf
 

@@ -30,7 +30,8 @@ from kws.data.folds import Fold, apply_fold
 from kws.data.index import SPLITS, BadFile, ClipEntry, DataError, SourceIndex, canonical_split, concat_indexes
 from kws.data.layout import index_layout
 from kws.data.noise import read_segment
-from kws.data.views import FAST_TRAIN_CLIPS, LABEL_SETS, LabelsArg, LabelView, resolve_labels, stratified_subset
+from kws.data.views import (DEFAULT_LABELS, FAST_TRAIN_CLIPS, LABEL_SETS, LabelsArg, LabelView, resolve_labels,
+                            stratified_subset)
 from kws.labels import save_labels
 
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
@@ -162,7 +163,7 @@ class DataSource:
     def __init__(
         self,
         index: SourceIndex,
-        labels: LabelsArg = "35s",
+        labels: LabelsArg = DEFAULT_LABELS,
         fast: bool = False,
         seed: int = 0,
         cache_dir: str | Path | None = None,
@@ -290,7 +291,7 @@ class DataSource:
 
 def open_source(
     spec: str,
-    labels: LabelsArg = "35s",
+    labels: LabelsArg = DEFAULT_LABELS,
     fast: bool = False,
     seed: int = 0,
     cache_dir: str | Path | None = None,
@@ -300,8 +301,9 @@ def open_source(
 ) -> DataSource:
     """Open a data source by spec (see the module doc). Cheap: clips decode on first `split()`.
 
-    labels: "35", "35s", "12" (kws.data.LABEL_SETS), a list of labels, or None / "auto" for
-    the source's own (folder sources of custom words always keep their sorted folder names).
+    labels: "35", "35s", "12" (kws.data.LABEL_SETS), a list of labels, None / "auto" for the
+    source's own (folder sources of custom words always keep their sorted folder names), or
+    "default": kws.data.views.DEFAULT_RULE ("35s" for Speech Commands data, else "auto").
     fast: a stratified 5,000-clip training subset. seed: fast subset, silence cuts and random
     splits. cache_dir: default $KWS_CACHE or <repo>/data_cache. fold: "K/N" re-splits every
     recorded (non-synthetic) part by speaker for cross-validation (kws.data.folds); synthetic

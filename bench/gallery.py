@@ -72,7 +72,7 @@ def make_views(model, waves: np.ndarray, noise: np.ndarray | None, seed: int) ->
     from kws.train.augment import Augmenter
     from kws.train.config import TrainConfig
 
-    aug = Augmenter(TrainConfig(), model.cfg.frontend, noise, torch.device("cpu"), seed=seed)
+    aug = Augmenter(TrainConfig(), model.frontend, noise, torch.device("cpu"), seed=seed)
     x = torch.from_numpy(np.asarray(waves, dtype=np.float32))
     with torch.no_grad():
         feats = model.frontend(x)

@@ -43,7 +43,7 @@ EMBEDDING = PretrainedFile(
     "the speech embedding network (76 mel frames -> 96 values)")
 
 
-class PretrainedFileError(RuntimeError):
+class PretrainedFileError(ValueError):
     """The pretrained speech embedding cannot be used here; the message says why and the fix."""
 
 

@@ -152,3 +152,19 @@ def test_pitch_warp_follows_the_slaney_band_centres():
     mid = fe.band_position((c[:-1] + c[1:]) / 2).numpy()
     np.testing.assert_allclose(mid, np.arange(len(c) - 1) + 0.5, atol=1e-4)
     assert 50 < float(c[0]) < 200 and 3000 < float(c[-1]) < 4000  # about 60 Hz - 3.8 kHz
+
+
+def test_cli_reports_a_broken_pretrained_file_in_one_line(tmp_path, monkeypatch, capsys):
+    import train
+
+    monkeypatch.setattr(pretrained, "models_dir", lambda: tmp_path)  # the package's folder, emptied
+    pretrained._initializers.cache_clear()
+    try:
+        rc = train.main(["--model", "speech_embedding_mlp", "--data", "synth:tiny", "--epochs", "1",
+                         "--out", str(tmp_path / "run"), "--no-progress"])
+    finally:
+        pretrained._initializers.cache_clear()
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "train.py: error:" in err and "missing from the installed openwakeword package" in err
+    assert "--force-reinstall openwakeword==0.4.0" in err and len(err.strip().splitlines()) == 1

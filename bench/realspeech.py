@@ -4,6 +4,7 @@ shipped weights on held-out speakers.
 Usage:
   python -m bench.realspeech cv recipes/speech_embedding_mlp.yaml   # 5 folds: train (resumable), score
   python -m bench.realspeech cv RECIPE --folds 1,2                   # some folds only (a quick look)
+  python -m bench.realspeech final RECIPE                             # the recipe on every fold: weights to ship
   python -m bench.realspeech held-out [--weights REF ...]             # the 190-clip split (continuity)
   python -m bench.realspeech report                                   # results/real_speech.md from the JSON
 
@@ -131,6 +132,32 @@ def run_dir_complete(run: Path) -> bool:
     return (run / "report.json").is_file()
 
 
+def fold_dir(runs_dir: Path, recipe: str, fold: str) -> Path:
+    return runs_dir / recipe / ("all" if fold == "all" else f"fold-{fold.split('/')[0]}")
+
+
+def resolve_init(cfg, fold: str, runs_dir: Path):
+    """`init_from` / `teacher: cv:<recipe>` name the same fold's run of another recipe (the frozen
+    head a fine-tuning recipe starts from, the teacher a student distils), so that fold k's model
+    never builds on fold k's speakers. A recipe without recordings has one run (`all`), which
+    serves every fold."""
+    out = {}
+    for key in ("init_from", "teacher"):
+        ref = getattr(cfg, key) or ""
+        if not ref.startswith("cv:"):
+            continue
+        name = ref[3:]
+        base = fold_dir(runs_dir, name, fold)
+        single = fold_dir(runs_dir, name, "all")
+        if not run_dir_complete(base) and run_dir_complete(single) and not list((runs_dir / name).glob("fold-*")):
+            base = single
+        if not run_dir_complete(base):
+            raise SystemExit(f"{key} {ref}: fold {fold} of that recipe is not trained yet ({base}); "
+                             f"run `python -m bench.realspeech cv recipes/{name}.yaml` first")
+        out[key] = str(base)
+    return dataclasses.replace(cfg, **out) if out else cfg
+
+
 def train_fold(cfg, fold: str, out: Path, threads: int = 0) -> Path:
     """Train one fold into `out`, or finish it if a kill left it half done."""
     from kws.train.state import STATE_FILE
@@ -196,9 +223,9 @@ def cross_validate(recipe: Path, folds: Sequence[int] | None = None, runs_dir: P
     todo = [f"{k}/{FOLDS}" for k in (folds or range(1, FOLDS + 1))] if recorded else ["all"]
     rows: list[dict[str, Any]] = []
     for fold in todo:
-        run = runs_dir / name / ("fold-" + fold.split("/")[0] if fold != "all" else "all")
+        run = fold_dir(runs_dir, name, fold)
         print(f"== {name}: fold {fold} -> {run}", flush=True)
-        train_fold(cfg, fold, run, threads)
+        train_fold(resolve_init(cfg, fold, runs_dir), fold, run, threads)
         rows += score_run(cfg, run, fold)
     summary = summarize(rows)
     for s in summary:
@@ -321,6 +348,10 @@ def main(argv: list[str] | None = None) -> int:
     cv.add_argument("--runs-dir", type=Path, default=REPO / "runs" / "cv")
     cv.add_argument("--threads", type=int, default=0, help="torch threads for training (0: torch's default)")
     cv.add_argument("--out", type=Path, help="result JSON (default results/cv/<recipe>.json)")
+    fi = sub.add_parser("final", help="train the recipe on every fold (nothing held out): the weights to ship")
+    fi.add_argument("recipe", type=Path)
+    fi.add_argument("--runs-dir", type=Path, default=REPO / "runs" / "cv")
+    fi.add_argument("--threads", type=int, default=0)
     ho = sub.add_parser("held-out", help="shipped weights on gsc12-dev's 190 held-out clips")
     ho.add_argument("--weights", action="append", help="zoo name, run folder or .safetensors (repeatable)")
     ho.add_argument("--out", type=Path, default=RESULTS / "real_speech.json")
@@ -333,10 +364,15 @@ def main(argv: list[str] | None = None) -> int:
     if not GSC12_DEV.is_dir():
         print(f"bench.realspeech: {GSC12_DEV} not found (real speech is read from ../shared/data)", file=sys.stderr)
         return 1
+    if args.cmd in ("cv", "final") and not args.recipe.is_file():
+        print(f"bench.realspeech: {args.recipe}: recipe not found", file=sys.stderr)
+        return 2
+    if args.cmd == "final":
+        cfg = load_recipe(args.recipe)
+        run = fold_dir(args.runs_dir, args.recipe.stem, "all")
+        print(train_fold(resolve_init(cfg, "all", args.runs_dir), "all", run, args.threads))
+        return 0
     if args.cmd == "cv":
-        if not args.recipe.is_file():
-            print(f"bench.realspeech: {args.recipe}: recipe not found", file=sys.stderr)
-            return 2
         folds = [int(k) for k in args.folds.split(",")] if args.folds else None
         print(cross_validate(args.recipe, folds, args.runs_dir, args.threads, args.out, command))
     else:

@@ -1,38 +1,46 @@
 #!/usr/bin/env bash
 # The main job, from a fresh clone: install, build the embedded synthetic data set, train the
-# default model (EfficientNet-B0) in fast mode, export it to ONNX (+int8), run the quick
-# benchmark, and write everything under results/ and runs/.   Usage: bash setup.sh
+# speech-embedding model (Google's pretrained embedding, frozen, + an MLP head) and measure it
+# on real speakers it never heard, export it to ONNX (+int8), predict, run the quick benchmark,
+# and print a summary.   Usage: bash setup.sh
 set -euo pipefail
 cd "$(dirname "$0")"
 PY=.venv/bin/python
-RUN=runs/quickstart-efficientnet_b0
+OUT=runs/quickstart
+SHARED=../shared/data
 
 bash scripts/install.sh
 
-echo "== 1/5 data: the embedded synthetic speech set (+ real sets in ../shared/data when present)"
+echo "== 1/6 data: the embedded synthetic speech set (+ real sets in $SHARED when present)"
 sources=(--source synth)
+real=0
 for d in gsc12-dev gsc-v1-sample fsdd-dev; do
-  [ -d "../shared/data/$d" ] && sources+=(--source "$d")
+  [ -d "$SHARED/$d" ] && sources+=(--source "$d") && real=1
 done
 $PY -m kws.data build --source synth
 $PY -m kws.data summary "${sources[@]}"
 
-echo "== 2/5 train: efficientnet_b0, fast mode (5,000 clips), 5-minute budget"
-if [ -f "$RUN/report.json" ]; then
-  echo "already trained: $RUN"
+if [ "$real" = 1 ]; then
+  echo "== 2/6 train: speech_embedding_mlp on synthetic + real speech, scored on held-out speakers"
+  # Cross-validation fold 1 of 5: trains on the other folds' speakers, scores the held-out ones.
+  $PY -m bench.realspeech cv recipes/quickstart.yaml --folds 1 --runs-dir "$OUT" --out "$OUT/real_speech.json"
+  RUN="$OUT/quickstart/fold-1"
 else
-  rm -rf "$RUN"
-  $PY train.py --model efficientnet_b0 --data synth --fast --max-minutes 5 --epochs 10 --out "$RUN"
+  echo "== 2/6 train: speech_embedding_mlp on synthetic speech ($SHARED not found: no real speech to score)"
+  RUN="$OUT/quickstart-synth"
+  [ -f "$RUN/report.json" ] || { rm -rf "$RUN"; $PY train.py --config recipes/quickstart-synth.yaml --out "$RUN"; }
 fi
 
-echo "== 3/5 export: ONNX (waveform in) with parity check, and int8"
+echo "== 3/6 export: ONNX (waveform in) with parity check, and int8"
 $PY export.py "$RUN" --int8 --json "$RUN/export.json"
 
-echo "== 4/5 predict: one clip through the shipped weights on ONNX Runtime"
-clip=$(ls data_cache/synth/default-*/yes/*.wav 2>/dev/null | head -1 || true)
-[ -n "$clip" ] && $PY -m kws predict "$clip" --model efficientnet_b0 --backend ort-cpu
+echo "== 4/6 predict: one clip through the model just trained, on ONNX Runtime"
+clip=$(ls "$SHARED"/gsc12-dev/yes/*.wav 2>/dev/null | head -1 || true)
+[ -n "$clip" ] || clip=$(ls data_cache/synth/default-*/yes/*.wav 2>/dev/null | head -1 || true)
+[ -n "$clip" ] && $PY -m kws predict "$clip" --model "$RUN" --backend ort-cpu
 
-echo "== 5/5 bench: quick accuracy x latency matrix, streaming and noise (shipped weights + this run)"
+echo "== 5/6 bench: quick accuracy x latency matrix, streaming and noise (shipped weights + this run)"
 $PY -m bench --quick --run "$RUN"
 
-echo "done: runs in $RUN, reports in results/ (results/bench_report.md)"
+echo "== 6/6 summary"
+$PY scripts/quickstart_summary.py "$RUN" --real-speech "$OUT/real_speech.json"

@@ -25,6 +25,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 import zoo
+from kws.data.source import describe_labels
 from kws.labels import save_labels
 from kws.train import dist
 from kws.train.augment import Augmenter, mixup_target_accuracy
@@ -483,7 +484,7 @@ def _train(cfg: TrainConfig, env: dist.Env, resume: Path | None, stop_after_epoc
             write_metrics(run_dir / METRICS_FILE, rows)
             plot_curves(rows, run_dir / "curves.png")
             meta = CheckpointMeta(training_data=cfg.data + (f" (cross-validation fold {cfg.fold})" if cfg.fold else ""),
-                                  label_set=cfg.labels, run=run_dir.name, epoch=epoch + 1, val_loss=val_loss,
+                                  label_set=describe_labels(labels), run=run_dir.name, epoch=epoch + 1, val_loss=val_loss,
                                   val_acc=val_acc).to_dict()
             if improved:
                 zoo.save_checkpoint(eng.model, run_dir / zoo.checkpoint.BEST, meta)

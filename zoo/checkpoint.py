@@ -87,6 +87,9 @@ def load_checkpoint(path: str | Path) -> tuple[KWSModel, dict]:
         raise CheckpointError(f"{path}: weights do not match {cfg.name}: {len(wrong)} tensors of the wrong shape, "
                               f"e.g. {'; '.join(wrong[:3])}")
     tensors = {k: v.to(ref[k].dtype) if k in ref else v for k, v in tensors.items()}
+    bad = [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:  # such a model answers NaN: refuse it here, naming the tensors
+        raise CheckpointError(f"{path}: {len(bad)} tensors hold NaN or infinite values, e.g. {bad[:3]}")
     missing, unexpected = model.load_state_dict(tensors, strict=False)
     missing = [k for k in missing if k not in model.package_weights()]  # those stay as installed
     if missing or unexpected:

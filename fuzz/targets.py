@@ -163,7 +163,11 @@ def _checkpoint_parts(tmp: Path) -> list[tuple[bytes, bytes]]:
         model = zoo.create_model("dscnn", labels=labels)
         raw = zoo.save_checkpoint(model, tmp / "seed.safetensors", {"epoch": 3, "data": "synth:tiny"}).read_bytes()
         n = int.from_bytes(raw[:8], "little")
-        parts.append((raw[:8 + n], raw[8 + n:]))
+        # safetensors writes its metadata map in hash order: re-serialised with sorted keys (padded to
+        # 8 bytes, as it pads), the seeds -- and so a seeded run -- are the same in every process
+        header = json.dumps(json.loads(raw[8:8 + n]), sort_keys=True, separators=(",", ":")).encode()
+        header += b" " * (-len(header) % 8)
+        parts.append((len(header).to_bytes(8, "little") + header, raw[8 + n:]))
     return parts
 
 

@@ -39,9 +39,9 @@ def test_every_reader_survives_the_ci_fuzz_budget(tmp_path):
 
 
 def test_the_seeded_mutation_loop_is_reproducible(tmp_path):
-    a = run_targets(list(TARGETS), 300, 7, "mutate", tmp_path / "f", parallel=3)
-    b = run_targets(list(TARGETS), 300, 7, "mutate", tmp_path / "f", parallel=3)
-    _check(a, 300)
+    a = run_targets(list(TARGETS), 200, 7, "mutate", tmp_path / "f", parallel=3)
+    b = run_targets(list(TARGETS), 200, 7, "mutate", tmp_path / "f", parallel=3)
+    _check(a, 200)
     assert [r["outcomes"] for r in a] == [r["outcomes"] for r in b]
 
 

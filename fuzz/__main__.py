@@ -61,7 +61,12 @@ def run_targets(targets: list[str], cases: int, seed: int, engine: str, findings
 
     if engine == "auto":
         engine = "atheris" if have_atheris() else "mutate"
-    tmp = Path(tempfile.mkdtemp(prefix="kws-fuzz-"))
+    with tempfile.TemporaryDirectory(prefix="kws-fuzz-") as d:  # corpora grow under libFuzzer: never left behind
+        return _run_workers(targets, cases, seed, engine, findings, max_seconds, parallel, Path(d))
+
+
+def _run_workers(targets: list[str], cases: int, seed: int, engine: str, findings: Path,
+                 max_seconds: float | None, parallel: int, tmp: Path) -> list[dict]:
     procs: dict[str, tuple[subprocess.Popen, Path, Path]] = {}
     results: dict[str, dict] = {}
     pending = list(targets)

@@ -2,7 +2,7 @@
 """Live keyword detection from the microphone or a replayed file, in a window or headless.
 
 Usage:
-  python live.py                                  # the app: shipped efficientnet_b0 on ort-cpu, default mic
+  python live.py                                  # the app: the best shipped model on ort-cpu, default mic
   python live.py --model dscnn --backend ort-int8 # the tiny model, int8
   python live.py --weights runs/my_run            # a trained run folder (or a .safetensors file)
   python live.py --onnx exports/model.onnx --backend ort-cuda
@@ -29,7 +29,6 @@ from typing import Callable, Sequence
 from realtime.engine import EngineConfig
 from realtime.predictor import DEFAULT_BACKEND, ModelLoadError, Predictor, load_predictor
 
-DEFAULT_MODEL = "efficientnet_b0"
 PredictorFactory = Callable[[argparse.Namespace], Predictor]
 
 
@@ -37,7 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="live.py", description=__doc__.split("\n\n")[0],
                                 epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     m = p.add_argument_group("model")
-    m.add_argument("--model", default=DEFAULT_MODEL, help=f"zoo model with shipped weights (default {DEFAULT_MODEL})")
+    m.add_argument("--model", default=None, help="zoo model with shipped weights (default: the shipped model with "
+                   "the best cross-validated real-speech accuracy)")
     w = m.add_mutually_exclusive_group()
     w.add_argument("--weights", help="a run folder or .safetensors checkpoint (overrides --model)")
     w.add_argument("--onnx", help="an exported .onnx model (ort-* backends)")
@@ -76,7 +76,11 @@ def engine_config(args: argparse.Namespace) -> EngineConfig:
 
 
 def model_ref(args: argparse.Namespace) -> str:
-    return args.onnx or args.weights or args.model
+    if args.onnx or args.weights or args.model:
+        return args.onnx or args.weights or args.model
+    from zoo import default_model
+
+    return default_model()
 
 
 def default_predictor(args: argparse.Namespace) -> Predictor:

@@ -3,8 +3,9 @@
 Usage:
   python train.py                                       # EfficientNet-B0, embedded synthetic speech, 35s labels
   python train.py --model dscnn --data synth+gsc12-dev --epochs 30
-  python train.py --data folder:PATH                    # your own words: PATH/<word>/*.wav (any rate/length)
-  python train.py --data folder:PATH --labels auto      # ... keeping exactly its folder names (e.g. digits only)
+  python train.py --data folder:PATH                    # your own words: PATH/<word>/*.wav (any rate/length),
+                                                        #   labelled by its folder names (digits: 10 labels)
+  python train.py --data folder:PATH --labels 35s       # ... viewed through the 35 Speech Commands words instead
   python train.py --fast --max-minutes 10               # 5,000-clip subset, 10-minute budget
   python train.py --config exp.yaml --lr 3e-4           # YAML settings, flags on top
   python train.py --resume runs/dscnn-20250101-120000 --epochs 150

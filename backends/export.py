@@ -322,9 +322,11 @@ def save_model(model: "onnx.ModelProto", path: str | Path) -> Path:
 
 def build_metadata(model: "KWSModel", input_kind: str, opset: int, checkpoint_meta: dict | None,
                    source: str | None) -> dict[str, str]:
+    from zoo.meta import CheckpointMeta
+
     meta = checkpoint_meta or {}
+    facts = CheckpointMeta.from_dict(meta)
     cfg = model.cfg
-    accuracy = meta.get("accuracy", meta.get("metrics", meta.get("best_metric")))
     return {
         "format": FORMAT,
         "model_name": cfg.name,
@@ -336,9 +338,11 @@ def build_metadata(model: "KWSModel", input_kind: str, opset: int, checkpoint_me
         "output": "softmax probabilities [batch, num_labels]",
         "precision": "fp32",
         "opset": str(opset),
-        "training_data": json.dumps(meta.get("training_data", meta.get("data", "unknown (not in checkpoint)")),
-                                    default=str),
-        "accuracy": json.dumps(accuracy if accuracy is not None else "unknown (not in checkpoint)", default=str),
+        "training_data": json.dumps(facts.training_data or "unknown (not in checkpoint)"),
+        "accuracy": json.dumps(facts.accuracy or "not measured (no real-speech figure in the checkpoint)"),
+        "accuracy_summary": facts.accuracy_line(),
+        "latency": json.dumps(facts.latency),
+        "pretrained": facts.pretrained or "none",
         "checkpoint_meta": json.dumps(meta, default=str)[:20000],
         "source": source or "in-memory model",
         "export_tools": json.dumps(tool_versions()),
@@ -501,15 +505,9 @@ def _entry_lock(folder: Path) -> Iterator[None]:
 
 
 def _model_name(weights: Path) -> str:
-    from zoo.checkpoint import read_checkpoint
+    from zoo.checkpoint import read_header
 
-    try:
-        from safetensors import safe_open
-
-        with safe_open(str(weights), framework="pt") as f:
-            return json.loads((f.metadata() or {})["config"])["name"]
-    except Exception:
-        return read_checkpoint(weights)[0].name  # raises the checkpoint's own clear error
+    return read_header(weights)[0].name  # raises the checkpoint's own clear error
 
 
 def _cached(path: Path) -> bool:

@@ -5,6 +5,8 @@
     python -m bench --data gsc12-dev --run runs/x # any data source, a trained run folder
     python -m bench --resume results/bench/<run-id>.json
     python -m bench report [results/bench/<run-id>.json ...]
+    python -m bench gallery [--data SPEC] [--model NAME]   # per class: waveform, spectrum, features
+    python -m bench index                         # results/README.md: every results file, from its metadata
 """
 from __future__ import annotations
 
@@ -39,7 +41,7 @@ def run_parser() -> argparse.ArgumentParser:
                    help="a training run folder or .safetensors checkpoint to measure instead of that "
                         "architecture's shipped weights (repeatable)")
     p.add_argument("--models", type=_csv, help="comma-separated model names (default: all registered; "
-                   "quick: dscnn,efficientnet_b0); the others get n/a rows")
+                   "quick: the default model, dscnn and efficientnet_b0); the others get n/a rows")
     p.add_argument("--backends", type=_csv, help="comma-separated backends (default: all of backends.BACKENDS)")
     p.add_argument("--eval-backend", help="backend for the streaming and noise evaluations (default: ort-cpu, "
                    "the live app's default, falling back to torch-cpu)")
@@ -68,6 +70,32 @@ def report_parser() -> argparse.ArgumentParser:
     return p
 
 
+def gallery_parser() -> argparse.ArgumentParser:
+    from bench.gallery import DEFAULT_MODEL, GALLERY_DIR
+
+    p = argparse.ArgumentParser(prog="python -m bench gallery",
+                                description="Per class, one real clip's waveform, spectrum and the model's own "
+                                            "features, above one augmented version made by the trainer's Augmenter "
+                                            "(TrainConfig defaults); one PNG per class.")
+    p.add_argument("--data", metavar="SPEC", help="a kws.data spec (default: gsc12-dev when ../shared/data/gsc12-dev "
+                   "exists, else synth)")
+    p.add_argument("--model", default=DEFAULT_MODEL, help="zoo model name, run folder or checkpoint whose frontend "
+                   f"makes the features (default: {DEFAULT_MODEL})")
+    p.add_argument("--split", default="test", help="split to take the clips from (default: test)")
+    p.add_argument("--classes", type=_csv, help="comma-separated classes (default: every class with a clip)")
+    p.add_argument("--seed", type=int, default=0, help="picks the clips and seeds the augmenter (default 0)")
+    p.add_argument("--out", type=Path, default=GALLERY_DIR, help="folder for the PNGs (default: results/gallery/)")
+    return p
+
+
+def index_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m bench index",
+                                description="Write results/README.md: every file in results/ with what it measured, "
+                                            "the command, the commit and the date, read from the files' own metadata.")
+    p.add_argument("--results", type=Path, default=RESULTS, help="the results folder (default: results/)")
+    return p
+
+
 def config_from_args(a: argparse.Namespace):
     from bench.evalsets import default_specs
 
@@ -92,6 +120,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         files = build_report(paths, a.out)
         print(f"report: {files.markdown}\ncsv: {', '.join(map(str, files.csvs))}\nplots: {len(files.plots)} in "
               f"{files.markdown.parent / 'plots'}")
+        return 0
+    if argv[:1] == ["gallery"]:
+        from bench.gallery import GalleryConfig, build_gallery
+
+        a = gallery_parser().parse_args(argv[1:])
+        cfg = GalleryConfig(**{k: v for k, v in (("data", a.data), ("model", a.model), ("split", a.split),
+                                                  ("classes", a.classes), ("seed", a.seed), ("out", a.out))
+                               if v is not None})
+        paths = build_gallery(cfg, command=shlex.join(["python", "-m", "bench", *argv]))
+        print(f"gallery: {len(paths)} PNGs in {cfg.out}")
+        return 0
+    if argv[:1] == ["index"]:
+        from bench.index import write_index
+
+        a = index_parser().parse_args(argv[1:])
+        print(f"index: {write_index(a.results)}")
         return 0
     if argv[:1] == ["run"]:
         argv = argv[1:]

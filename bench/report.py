@@ -294,12 +294,20 @@ def accuracy_table(runs: Runs, dataset: str) -> pd.DataFrame:
     acc = runs.df("accuracy")
     if acc.empty:
         return pd.DataFrame()
+    from bench.sanity import twelve_class_valid
+
     a = acc[acc.dataset == dataset]
-    return pd.DataFrame([{"model": r["model"], "backend": r["backend"], "scored on": r.get("scored_on"),
-                          "clips": r["n"], "accuracy": r["accuracy"],
-                          "12-class acc": r.get("accuracy_12class"), "macro F1": r["macro_f1"],
-                          "precision": r["macro_precision"], "recall": r["macro_recall"],
-                          "agree fp32": r.get("top1_agreement")} for r in a.to_dict("records")])
+    labels = next((d.get("labels") or [] for d in runs.datasets() if d["name"] == dataset), [])
+    rows = [{"model": r["model"], "backend": r["backend"], "scored on": r.get("scored_on"),
+             "clips": r["n"], "accuracy": r["accuracy"],
+             # on clips without any 12-class word the figure is meaningless: not printed (a sanity warning)
+             "12-class acc": r.get("accuracy_12class") if twelve_class_valid(r, labels) else None,
+             "macro F1": r["macro_f1"], "precision": r["macro_precision"], "recall": r["macro_recall"],
+             "agree fp32": r.get("top1_agreement")} for r in a.to_dict("records")]
+    df = pd.DataFrame(rows)
+    if not df.empty and df["12-class acc"].isna().all():
+        df = df.drop(columns="12-class acc")
+    return df
 
 
 def streaming_summary(runs: Runs) -> pd.DataFrame:
@@ -345,6 +353,14 @@ def best_confusion(runs: Runs, dataset: str | None) -> tuple[str, str, list[str]
 # ----------------------------------------------------------------------------- plots
 
 
+@dataclass(frozen=True)
+class Plot:
+    """A written plot and its one-line caption (what it shows, from what data), also in its PNG."""
+
+    path: Path
+    caption: str
+
+
 def _plt():
     import matplotlib
 
@@ -356,17 +372,54 @@ def _plt():
     return plt, sns
 
 
-def _save(fig, path: Path) -> Path:
+def _save(fig, path: Path, caption: str, runs: Runs) -> Plot:
+    # The PNG carries its caption and sources, so `python -m bench index` can describe it alone.
+    meta = {"Title": path.stem, "Description": caption, "Software": "python -m bench report",
+            "Source": ", ".join(_rel(p) for p in runs.paths),
+            "Creation Time": ", ".join(str(m.get("time_utc", "?")) for m in runs.metadata),
+            "Commit": ", ".join(str(_get(m, "git", "commit") or "?") for m in runs.metadata)}
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight", metadata=meta)
     import matplotlib.pyplot as plt
 
     plt.close(fig)
-    return path
+    return Plot(path, caption)
 
 
-def plot_accuracy_latency(runs: Runs, out: Path) -> Path | None:
+def _rel(p: Path) -> str:
+    p = Path(p).resolve()
+    root = RESULTS.parent
+    return p.relative_to(root).as_posix() if p.is_relative_to(root) else p.name
+
+
+def _sets_text(runs: Runs, names: Sequence[str]) -> str:
+    info = {d["name"]: d for d in runs.datasets()}
+    return "; ".join(f"{n} ({fmt(info[n].get('clips'))} {info[n].get('split', 'test')} clips"
+                     f"{', ' + real_or_synthetic(info[n]) if n in info else ''})" if n in info else n for n in names)
+
+
+def real_or_synthetic(d: dict) -> str:
+    return "real speech" if is_real_speech(d) else "synthetic speech"
+
+
+def is_real_speech(d: dict) -> bool:
+    """A data set of recordings: no part of its spec is the synthetic generator."""
+    from kws.data import DataError, parse_spec
+
+    try:
+        return all(p.kind != "synth" for p in parse_spec(str(d.get("spec", ""))))
+    except DataError:
+        return False
+
+
+def _run_ids(runs: Runs) -> str:
+    return ", ".join(f"`{m.get('run_id', '?')}`" for m in runs.metadata)
+
+
+def plot_accuracy_latency(runs: Runs, out: Path) -> Plot | None:
     plt, sns = _plt()
+    from bench.plotting import legend_outside, place_labels
+
     s = summary_table(runs, None)
     acc = runs.df("accuracy")
     if s.empty or acc.empty:
@@ -382,34 +435,52 @@ def plot_accuracy_latency(runs: Runs, out: Path) -> Path | None:
         return None
     df = pd.DataFrame(pts)
     sets = list(dict.fromkeys(df.dataset))
-    fig, axes = plt.subplots(1, len(sets), figsize=(6.5 * len(sets), 4.8), squeeze=False)
+    models, backends = list(dict.fromkeys(df.model)), list(dict.fromkeys(df.backend))
+    fig, axes = plt.subplots(1, len(sets), figsize=(5.6 * len(sets), 4.6), squeeze=False)
+    lo, hi = df["p50 ms"].min(), df["p50 ms"].max()
     for ax, ds in zip(axes[0], sets):
         d = df[df.dataset == ds].reset_index(drop=True)
-        sns.scatterplot(data=d, x="p50 ms", y="accuracy", hue="model", style="backend", s=90, ax=ax)
+        sns.scatterplot(data=d, x="p50 ms", y="accuracy", hue="model", hue_order=models, style="backend",
+                        style_order=backends, s=70, ax=ax)
         front = d[pareto_front(d["p50 ms"], d["accuracy"])].sort_values("p50 ms")
-        ax.step(front["p50 ms"], front["accuracy"], where="post", color="black", lw=1.2, ls="--",
+        ax.step(front["p50 ms"], front["accuracy"], where="post", color="black", lw=1.0, ls="--",
                 label="Pareto front")
-        ax.scatter(front["p50 ms"], front["accuracy"], s=220, facecolors="none", edgecolors="black", lw=1.2)
-        for r in d.to_dict("records"):
-            ax.annotate(f"{r['model']}\n{r['backend']}", (r["p50 ms"], r["accuracy"]), fontsize=6, alpha=0.75,
-                        xytext=(4, 4), textcoords="offset points")
+        ax.scatter(front["p50 ms"], front["accuracy"], s=200, facecolors="none", edgecolors="black", lw=1.1)
         _plain_log_x(ax)
-        ax.set_xlabel(f"batch-1 latency p50 (ms, waveform in, {HEADLINE_THREADS}, log scale)")
-        ax.set_title(f"accuracy vs latency: {ds} (circled: Pareto front)")
-        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    return _save(fig, out)
+        ax.set_xlim(lo / 1.5, hi * 1.5)
+        ax.set_ylim(max(0.0, d.accuracy.min() - 0.08), min(1.0, d.accuracy.max() + 0.08))
+        ax.set_xlabel(f"batch-1 latency p50 (ms, {HEADLINE_THREADS}, log)")
+        ax.set_title(f"{ds}", fontsize=11)
+    legend_outside(fig, axes[0])
+    fig.suptitle("accuracy vs latency (circled: Pareto front)", fontsize=12)
+    fig.tight_layout()
+    for ax, ds in zip(axes[0], sets):  # direct labels on the front only: the legend names the rest
+        d = df[df.dataset == ds].reset_index(drop=True)
+        front = d[pareto_front(d["p50 ms"], d["accuracy"])]
+        place_labels(ax, [(r["p50 ms"], r["accuracy"], f"{r['model']} / {r['backend']}")
+                          for r in front.to_dict("records")], obstacles=list(zip(d["p50 ms"], d["accuracy"])))
+    caption = (f"Top-1 accuracy against batch-1 p50 latency (waveform in, {HEADLINE_THREADS}) of every trained "
+               f"model x backend, one panel per data set: {_sets_text(runs, sets)}; the dashed line and circles "
+               f"mark the Pareto front. Run {_run_ids(runs)}.")
+    return _save(fig, out, caption, runs)
 
 
 def _plain_log_x(ax) -> None:
+    _plain_log(ax.xaxis, ax.set_xscale)
+
+
+def _plain_log(axis, set_scale=None) -> None:
+    """A log axis ticked at 1-2-5 with plain numbers (0.5, 1, 2, 5, 10), not 10^x."""
     from matplotlib.ticker import FuncFormatter, LogLocator
 
-    ax.set_xscale("log")
-    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-    ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
+    if set_scale is not None:
+        set_scale("log")
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
 
 
-def plot_latency_heatmap(runs: Runs, out: Path) -> Path | None:
+def plot_latency_heatmap(runs: Runs, out: Path) -> Plot | None:
     plt, sns = _plt()
     s = summary_table(runs, None)
     if s.empty:
@@ -420,19 +491,39 @@ def plot_latency_heatmap(runs: Runs, out: Path) -> Path | None:
     grid = grid.reindex(index=models, columns=backends)
     if grid.isna().all().all():
         return None  # nothing measured: an all-"n/a" picture says less than the table of reasons
-    fig, ax = plt.subplots(figsize=(1.3 * len(backends) + 3, 0.55 * len(models) + 1.8))
-    sns.heatmap(grid.astype(float), annot=True, fmt=".3g", cmap="viridis_r", cbar_kws={"label": "p50 ms"},
-                ax=ax, mask=grid.isna(), linewidths=0.5, linecolor="white")
+    values = grid.astype(float)
+    # Latencies span decades (0.3 ms to 40 ms): colour on a log scale, so small models differ too.
+    from matplotlib.colors import LogNorm
+
+    finite = values.stack().dropna()
+    spans_decades = len(finite) > 1 and finite.min() > 0 and finite.max() / finite.min() >= 10
+    norm = LogNorm(vmin=finite.min(), vmax=finite.max()) if spans_decades else None
+    fig, ax = plt.subplots(figsize=(1.25 * len(backends) + 3.2, 0.5 * len(models) + 1.8))
+    sns.heatmap(values, annot=True, fmt=".3g", cmap="viridis_r", norm=norm,
+                cbar_kws={"label": "p50 ms (log)" if norm is not None else "p50 ms"},
+                ax=ax, mask=grid.isna(), linewidths=0.5, linecolor="white", annot_kws={"fontsize": 8})
     for i, mdl in enumerate(models):
         for j, b in enumerate(backends):
             if pd.isna(grid.loc[mdl, b]):
                 ax.text(j + 0.5, i + 0.5, "n/a", ha="center", va="center", color="grey", fontsize=8)
+    ax.grid(False)  # the style's grid would cross the n/a cells
+    if norm is not None:
+        _plain_log(ax.collections[0].colorbar.ax.yaxis)
+    ax.set_xlabel("backend")
+    ax.set_ylabel("")
+    ax.tick_params(axis="x", labelrotation=30)
+    for t in ax.get_xticklabels():
+        t.set_ha("right")
     ax.set_title(f"batch-1 latency p50 (ms), model x backend, {HEADLINE_THREADS}")
-    return _save(fig, out)
+    caption = (f"Batch-1 p50 latency (ms, waveform in, {HEADLINE_THREADS}) of every model x backend"
+               f"{', colour on a log scale' if norm is not None else ''}; n/a: not measurable here (reasons in the table below). Run {_run_ids(runs)}.")
+    return _save(fig, out, caption, runs)
 
 
-def plot_throughput(runs: Runs, out: Path) -> Path | None:
+def plot_throughput(runs: Runs, out: Path) -> Plot | None:
     plt, sns = _plt()
+    from bench.plotting import legend_outside
+
     m = runs.df("matrix")
     if m.empty or "throughput" not in m:
         return None
@@ -441,94 +532,165 @@ def plot_throughput(runs: Runs, out: Path) -> Path | None:
         if not _is_headline(r, m):
             continue
         for b, v in _map(r.get("throughput")).items():
-            rows.append({"pair": f"{r['model']} / {r['backend']}", "model": r["model"], "backend": r["backend"],
-                         "batch": int(b), "clips/s": v["clips_per_s"]})
+            rows.append({"model": r["model"], "backend": r["backend"], "batch": int(b),
+                         "clips/s": v["clips_per_s"]})
     if not rows:
         return None
     df = pd.DataFrame(rows).sort_values("batch")
-    fig, ax = plt.subplots(figsize=(7.5, 4.8))
-    sns.lineplot(data=df, x="batch", y="clips/s", hue="model", style="backend", markers=True, dashes=True, ax=ax)
-    ax.set_xscale("log", base=2)
-    ax.set_yscale("log")
-    ax.set_xticks(sorted(df.batch.unique()), [str(b) for b in sorted(df.batch.unique())])
-    ax.set_title(f"throughput vs batch size ({HEADLINE_THREADS})")
-    ax.legend(fontsize=7, loc="best")
-    return _save(fig, out)
+    backends = list(dict.fromkeys(df.backend))
+    cols = min(3, len(backends))
+    rows_n = math.ceil(len(backends) / cols)
+    fig, axes = plt.subplots(rows_n, cols, figsize=(3.6 * cols + 0.5, 3.3 * rows_n + 0.5), squeeze=False,
+                             sharey=True)
+    flat = [ax for row in axes for ax in row]
+    models = list(dict.fromkeys(df.model))
+    palette = dict(zip(models, sns.color_palette(n_colors=len(models))))
+    batches = sorted(df.batch.unique())
+    log_y = df["clips/s"].max() / max(df["clips/s"].min(), 1e-9) >= 10  # log where the data spans decades
+    for ax, b in zip(flat, backends):  # one panel per backend: 42 lines in one axes do not read
+        d = df[df.backend == b]
+        sns.lineplot(data=d, x="batch", y="clips/s", hue="model", hue_order=models, palette=palette, marker="o",
+                     ax=ax)
+        ax.set_xscale("log", base=2)
+        if log_y:
+            _plain_log(ax.yaxis, ax.set_yscale)
+        ax.set_xticks(batches, [str(x) for x in batches])
+        ax.set_title(b, fontsize=10)
+        ax.set_xlabel("batch")
+    for ax in flat[len(backends):]:
+        ax.set_visible(False)
+    legend_outside(fig, flat[:len(backends)], title="model")
+    fig.suptitle(f"throughput vs batch size ({HEADLINE_THREADS}{', log-log' if log_y else ', log x'})", fontsize=12)
+    fig.tight_layout()
+    caption = (f"Clips per second against batch size ({', '.join(map(str, batches))}; {HEADLINE_THREADS}, real "
+               f"clips), one panel per backend, {'both axes' if log_y else 'batch axis'} log. Run {_run_ids(runs)}.")
+    return _save(fig, out, caption, runs)
 
 
-def plot_confusion(runs: Runs, out: Path) -> tuple[Path, str] | None:
-    plt, sns = _plt()
+def confusion_dataset(runs: Runs) -> tuple[str | None, str]:
+    """The data set the best model's confusion is drawn on: real speech when the run has it, and why."""
+    acc = runs.df("accuracy")
+    scored = set(acc.dataset) if not acc.empty and "dataset" in acc else set()
+    real = [d["name"] for d in runs.datasets() if is_real_speech(d) and d["name"] in scored]
+    if real:
+        return real[0], ""
     ds = primary_dataset(runs)
+    return ds, (f"**No real-speech data set in this run** (the report wants recordings, e.g. gsc12-dev): the "
+                f"confusion matrix below is on {ds}, which is synthetic speech, and says little about real use.")
+
+
+def plot_confusion(runs: Runs, out: Path) -> Plot | None:
+    plt, sns = _plt()
+    ds, note = confusion_dataset(runs)
     best = best_confusion(runs, ds)
     if best is None:
         return None
-    model, backend, labels, cm = best
+    model, backend, labels, full = best
+    # Only the classes that occur (as truth or as an answer): on a small real set most of the 36
+    # would be empty rows that read as "never recognised".
+    keep = np.flatnonzero((full.sum(0) + full.sum(1)) > 0)
+    cm = full[np.ix_(keep, keep)]
+    names = [f"{labels[k]} ({int(full[k].sum())})" for k in keep]
     norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
-    n = len(labels)
-    fig, ax = plt.subplots(figsize=(max(6, 0.32 * n + 3), max(5, 0.3 * n + 2)))
-    sns.heatmap(norm, cmap="Blues", vmin=0, vmax=1, xticklabels=labels, yticklabels=labels, ax=ax,
-                cbar_kws={"label": "fraction of the true class"}, annot=n <= 14, fmt=".2f")
+    n = len(keep)
+    fig, ax = plt.subplots(figsize=(max(6, 0.3 * n + 3), max(5, 0.28 * n + 2)))
+    sns.heatmap(norm, cmap="Blues", vmin=0, vmax=1, xticklabels=[labels[k] for k in keep], yticklabels=names,
+                ax=ax, cbar_kws={"label": "fraction of the true class"}, annot=n <= 14, fmt=".2f")
+    ax.tick_params(labelsize=8 if n > 14 else 10)
     ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    acc = float(np.trace(cm) / max(cm.sum(), 1))
-    ax.set_title(f"confusion of the best model: {model} on {backend}, {ds} (accuracy {acc:.3f})")
-    return _save(fig, out), f"{model} / {backend} on {ds}"
+    ax.set_ylabel("true (clips)")
+    acc = float(np.trace(full) / max(full.sum(), 1))
+    ax.set_title(f"best model on {ds}: {model} / {backend}\naccuracy {acc:.3f} on {int(full.sum())} clips", pad=14)
+    caption = (f"Row-normalised confusion matrix of the most accurate model x backend on {_sets_text(runs, [ds])}: "
+               f"{model} / {backend}; classes that occur neither as truth nor as an answer are left out. "
+               f"Run {_run_ids(runs)}.")
+    if note:
+        caption = f"{note} {caption}"
+    return _save(fig, out, caption, runs)
 
 
-def plot_snr(runs: Runs, out: Path) -> Path | None:
+def _snr_order(levels: Iterable[str]) -> list[str]:
+    """SNR categories, cleanest first: "clean" has no dB value to place it by."""
+    return sorted(set(levels), key=lambda s: -1e9 if s == "clean" else -float(s.split()[0]))
+
+
+def plot_snr(runs: Runs, out: Path) -> Plot | None:
     plt, sns = _plt()
+    from bench.plotting import legend_outside
+
     t = noise_table(runs)
     st = streaming_table(runs)
     if t.empty and st.empty:
         return None
-    panels = (1 if not t.empty else 0) + (1 if not st.empty else 0)
-    fig, axes = plt.subplots(1, panels, figsize=(6.5 * panels, 4.5), squeeze=False)
-    ax_i = 0
-    if not t.empty:
-        d = t.copy()
-        # ordered categories, cleanest on the left: "clean" has no dB value to place it by
-        order = sorted(d.snr.unique(), key=lambda s: -1e9 if s == "clean" else -float(s.split()[0]))
+    panels = [p for p, d in (("clip", t), ("stream", st)) if not d.empty]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.4 * len(panels), 4.2), squeeze=False)
+    models = list(dict.fromkeys([*t.get("model", []), *st.get("model", [])]))
+    palette = dict(zip(models, sns.color_palette(n_colors=len(models))))
+    for ax, panel in zip(axes[0], panels):
+        d = (t if panel == "clip" else st).copy()
+        if panel == "stream":
+            d["snr"] = [snr_label(v) for v in d.snr_db]
+        order = _snr_order(d.snr)
         d["x"] = [order.index(s) for s in d.snr]
-        ax = axes[0][ax_i]
-        sns.lineplot(data=d, x="x", y="accuracy", hue="model", style="dataset", markers=True, ax=ax)
+        y = "accuracy" if panel == "clip" else "hit_rate"
+        sns.lineplot(data=d, x="x", y=y, hue="model", hue_order=models, palette=palette, style="dataset",
+                     markers=True, ax=ax)
         ax.set_xticks(range(len(order)), order)
-        ax.set_xlabel("SNR")
+        ax.set_xlabel("SNR (noisier to the right)")
         ax.set_ylim(0, 1.02)
-        ax.set_title("clip accuracy vs SNR")
-        ax_i += 1
-    if not st.empty:
-        ax = axes[0][ax_i]
-        sns.lineplot(data=st, x="snr_db", y="hit_rate", hue="model", style="dataset", markers=True, ax=ax)
-        ax.invert_xaxis()  # cleanest on the left, as in the clip panel
-        ax.set_ylim(0, 1.02)
-        ax.set_xlabel("SNR (dB)")
-        ax.set_ylabel("hit rate (live engine, default threshold)")
-        ax.set_title("streaming hit rate vs SNR")
-    return _save(fig, out)
+        if panel == "clip":
+            ax.set_title("clip accuracy vs SNR", fontsize=11)
+        else:
+            ax.set_ylabel("hit rate (live engine, default threshold)")
+            ax.set_title("streaming hit rate vs SNR", fontsize=11)
+    legend_outside(fig, axes[0])
+    fig.tight_layout()
+    sets = list(dict.fromkeys([*t.get("dataset", []), *st.get("dataset", [])]))
+    caption = (f"Left: clip accuracy of each trained model with test-split noise mixed in at each SNR; right: "
+               f"the live engine's hit rate on word streams at each SNR; on {_sets_text(runs, sets)}. "
+               f"Run {_run_ids(runs)}.")
+    return _save(fig, out, caption, runs)
 
 
-def plot_miss_fa(runs: Runs, out: Path) -> Path | None:
+def plot_miss_fa(runs: Runs, out: Path) -> Plot | None:
     plt, sns = _plt()
+    from bench.plotting import legend_outside, log_axis_with_zero
+
     c = curve_table(runs)
     s = runs.df("streaming")
     if c.empty:
         return None
     ref = {(r["model"], r["dataset"]): r.get("reference_snr_db") for r in s.to_dict("records")}
-    c = c[[ref.get((m, d)) == snr for m, d, snr in zip(c.model, c.dataset, c.snr_db)]]
+    target = {(r["model"], r["dataset"]): r.get("target_fa_per_hour") for r in s.to_dict("records")}
+    c = c[[ref.get((m, d)) == snr for m, d, snr in zip(c.model, c.dataset, c.snr_db)]].copy()
+    if c.empty:
+        return None
     sets = list(dict.fromkeys(c.dataset))
-    fig, axes = plt.subplots(1, len(sets), figsize=(6.5 * len(sets), 4.6), squeeze=False)
+    models = list(dict.fromkeys(c.model))
+    palette = dict(zip(models, sns.color_palette(n_colors=len(models))))
+    goal = next((v for v in target.values() if _num(v)), 1.0)
+    fig, axes = plt.subplots(1, len(sets), figsize=(5.4 * len(sets), 4.2), squeeze=False, sharey=True)
     for ax, ds in zip(axes[0], sets):
-        d = c[c.dataset == ds].sort_values("threshold")
-        sns.lineplot(data=d, x="fa_per_hour", y="miss_rate", hue="model", marker="o", sort=False, ax=ax,
-                     estimator=None)
-        ax.set_xscale("symlog", linthresh=1.0)
-        ax.set_xlim(left=0.0)
-        ax.axvline(1.0, color="grey", ls=":", lw=1)
-        ax.set_xlabel("false accepts per hour (keyword-free stream, symlog)")
+        d = c[c.dataset == ds].sort_values("threshold").copy()
+        zero_at = log_axis_with_zero(ax, c.fa_per_hour, floor=goal)
+        d["x"] = np.where(d.fa_per_hour > 0, d.fa_per_hour, zero_at)  # 0 FA/h at its own tick
+        sns.lineplot(data=d, x="x", y="miss_rate", hue="model", hue_order=models, palette=palette, marker="o",
+                     sort=False, estimator=None, ax=ax)
+        log_axis_with_zero(ax, c.fa_per_hour, floor=goal)  # seaborn resets the ticks
+        ax.axvline(goal, color="grey", ls="--", lw=1, label=f"{goal:g} FA/h target")
+        ax.set_xlabel("false accepts per hour (log; 0 left of the break)")
         ax.set_ylabel("miss rate")
-        snr = d.snr_db.iloc[0] if len(d) else None
-        ax.set_title(f"miss rate vs FA/h across thresholds: {ds}, words at {snr:g} dB")
-    return _save(fig, out)
+        snr = d.snr_db.iloc[0]
+        ax.set_title(f"{ds}, words at {snr:g} dB", fontsize=11)
+    legend_outside(fig, axes[0])
+    fig.suptitle("miss rate vs false accepts per hour across thresholds", fontsize=12)
+    fig.tight_layout()
+    free = s.free_seconds.dropna() if "free_seconds" in s else pd.Series(dtype=float)
+    minutes = f"{free.iloc[0] / 60:g}-minute" if len(free) else "keyword-free"
+    caption = (f"Miss rate against false accepts per hour of the live engine as its threshold sweeps, words at "
+               f"the reference SNR and a {minutes} keyword-free stream, on {_sets_text(runs, sets)}; 0 FA/h has "
+               f"its own tick left of the dotted break. Run {_run_ids(runs)}.")
+    return _save(fig, out, caption, runs)
 
 
 # ----------------------------------------------------------------------------- the report
@@ -574,29 +736,30 @@ def build_report(paths: Sequence[str | Path], out_dir: str | Path = RESULTS) -> 
                      ("bench_noise.csv", noise_table(runs)), ("bench_curves.csv", curve_table(runs))):
         if not df.empty:
             csvs.append(write_csv(df, out / name))
-    plots: dict[str, Path] = {}
-    conf_caption = ""
+    plots: dict[str, Plot] = {}
     for key, fn in (("accuracy_latency", plot_accuracy_latency), ("latency_heatmap", plot_latency_heatmap),
-                    ("throughput", plot_throughput), ("snr", plot_snr), ("miss_fa", plot_miss_fa)):
-        p = fn(runs, plots_dir / f"{key}.png")
+                    ("throughput", plot_throughput), ("snr", plot_snr), ("miss_fa", plot_miss_fa),
+                    ("confusion", plot_confusion)):
+        p = fn(runs, plots_dir / f"{PLOT_FILES.get(key, key)}.png")
         if p is not None:
             plots[key] = p
-    conf = plot_confusion(runs, plots_dir / "confusion_best.png")
-    if conf is not None:
-        plots["confusion"], conf_caption = conf
-    md = render_markdown(runs, plots, conf_caption, out)
+    md = render_markdown(runs, plots, out)
     md_path = out / REPORT_NAME
     atomic_write_text(md_path, md)
-    return ReportFiles(md_path, tuple(csvs), tuple(plots.values()))
+    return ReportFiles(md_path, tuple(csvs), tuple(p.path for p in plots.values()))
 
 
-def _img(plots: dict[str, Path], key: str, alt: str, base: Path) -> str:
+PLOT_FILES = {"confusion": "confusion_best"}
+
+
+def _img(plots: dict[str, Plot], key: str, alt: str, base: Path) -> str:
+    """The image and, under it, its one-line caption (what it shows, from what data)."""
     if key not in plots:
         return f"_({alt}: no data in this run)_\n"
-    return f"![{alt}]({plots[key].relative_to(base).as_posix()})\n"
+    return f"![{alt}]({plots[key].path.relative_to(base).as_posix()})\n\n*{plots[key].caption}*\n"
 
 
-def render_markdown(runs: Runs, plots: dict[str, Path], conf_caption: str, base: Path) -> str:
+def render_markdown(runs: Runs, plots: dict[str, Plot], base: Path) -> str:
     meta = runs.primary
     ds = primary_dataset(runs)
     quick = any(m.get("quick") for m in runs.metadata)
@@ -610,7 +773,8 @@ def render_markdown(runs: Runs, plots: dict[str, Path], conf_caption: str, base:
         L.append(f"- Run `{m.get('run_id')}` ({m.get('time_utc')}), commit `{(git.get('commit') or '?')[:10]}`"
                  f"{' (uncommitted changes)' if git.get('dirty') else ''}, took {fmt(m.get('wall_seconds'))} s"
                  f"{_sections(m)}: `{m.get('command')}`")
-    L += ["", "## Hardware", ""] + hardware_lines(runs) + [""]
+    L += ["", "## Sanity checks", ""] + sanity_lines(runs) + [""]
+    L += ["## Hardware", ""] + hardware_lines(runs) + [""]
     if quick:
         q = [m.get("quick_note", "") for m in runs.metadata if m.get("quick")]
         L += [f"> **Quick mode**: {q[0]}", ""]
@@ -631,8 +795,7 @@ def render_markdown(runs: Runs, plots: dict[str, Path], conf_caption: str, base:
     L += ["### Threads: 1 vs all cores", "", md_table(threads_table(runs)), ""]
     for d in runs.datasets():
         L += [f"### Accuracy on {d['name']}", "", md_table(accuracy_table(runs, d["name"]), 4), ""]
-    L += ["### Confusion matrix of the best model", "", f"{conf_caption}", "",
-          _img(plots, "confusion", "confusion matrix", base), ""]
+    L += ["### Confusion matrix of the best model", "", _img(plots, "confusion", "confusion matrix", base), ""]
     L += ["## Streaming (live detection engine)", "",
           "Words from the test split, spaced by the configured gap over background noise, and a keyword-free "
           "noise stream, all run through `realtime.engine.run_offline` (VAD, EMA, threshold, cooldown of the "
@@ -655,6 +818,17 @@ def render_markdown(runs: Runs, plots: dict[str, Path], conf_caption: str, base:
         L += ["## Failures", "", md_table(failed), ""]
     L += ["## Method", ""] + method_lines(meta) + [""]
     return "\n".join(L)
+
+
+def sanity_lines(runs: Runs) -> list[str]:
+    """One warning line per figure that contradicts itself (bench.sanity), or the all-clear."""
+    from bench.sanity import CHECKS, sanity_findings
+
+    found = sanity_findings(runs)
+    if not found:
+        return [f"No figure below contradicts itself ({len(CHECKS)} checks: accuracy rising with noise, below "
+                "chance, agreement on near-constant predictions, 12-class figures without the 12-class words)."]
+    return [f"> **Warning ({f.check})**: {f.text}  " for f in found]
 
 
 def _sections(meta: dict) -> str:

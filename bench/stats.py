@@ -193,6 +193,55 @@ def score(space: ScoringSpace, y_data: Sequence[int], preds_model: Sequence[int]
     return classification_metrics(t[keep], p[keep], len(space.labels))
 
 
+# ----------------------------------------------------------------------------- intervals
+
+
+def wilson_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval of a binomial proportion k/n (NaNs for n = 0)."""
+    if n == 0:
+        return (float("nan"), float("nan"))
+    p = k / n
+    d = 1 + z * z / n
+    c = (p + z * z / (2 * n)) / d
+    h = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
+    return (float(c - h), float(c + h))
+
+
+def t_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:
+    """(mean, low, high): Student-t interval of the mean of a few values (e.g. one per fold)."""
+    from scipy.stats import t as student_t
+
+    x = np.asarray(values, dtype=np.float64)
+    if x.size == 0 or not np.all(np.isfinite(x)):
+        raise ValueError("t_interval needs finite values")
+    m = float(x.mean())
+    if x.size == 1:
+        return (m, float("nan"), float("nan"))
+    half = float(student_t.ppf(0.5 + level / 2, x.size - 1) * x.std(ddof=1) / np.sqrt(x.size))
+    return (m, m - half, m + half)
+
+
+def cluster_bootstrap_interval(correct: Sequence[bool], clusters: Sequence[str], reps: int = 2000,
+                               seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    """Percentile interval of an accuracy when clips come in clusters (speakers).
+
+    Clips of one speaker are not independent draws, so the clip-level Wilson interval is too
+    narrow; resampling whole speakers with replacement gives an honest one.
+    """
+    ok = np.asarray(correct, dtype=np.float64)
+    keys = np.asarray(clusters)
+    if ok.size == 0 or ok.size != keys.size:
+        raise ValueError("cluster_bootstrap_interval needs one cluster id per clip")
+    _, inv = np.unique(keys, return_inverse=True)
+    hits = np.bincount(inv, weights=ok)
+    sizes = np.bincount(inv).astype(np.float64)
+    rng = np.random.default_rng(seed)
+    draw = rng.integers(0, len(sizes), size=(reps, len(sizes)))
+    acc = hits[draw].sum(1) / sizes[draw].sum(1)
+    lo, hi = np.quantile(acc, [(1 - level) / 2, (1 + level) / 2])
+    return (float(lo), float(hi))
+
+
 # ----------------------------------------------------------------------------- Pareto front
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from bench.evalsets import EvalSet, load_evalset
-from bench.matrix import QUICK_MODELS, REPO_ROOT, MatrixConfig, ModelEntry, all_cores, resolve_models, run_matrix
+from bench.matrix import REPO_ROOT, MatrixConfig, ModelEntry, all_cores, quick_models, resolve_models, run_matrix
 from bench.meta import bench_metadata, load_average
 from bench.noise import NoiseConfig
 from bench.streaming import StreamingConfig
@@ -36,7 +36,7 @@ class SuiteConfig:
     split: str = "test"
     max_clips: int | None = None  # per data set, balanced over labels; None: the whole split
     runs: tuple[str, ...] = ()  # run folders / checkpoints to measure instead of the shipped weights
-    models: tuple[str, ...] | None = None  # None: every registered model (quick: QUICK_MODELS)
+    models: tuple[str, ...] | None = None  # None: every registered model (quick: bench.matrix.quick_models())
     backends: tuple[str, ...] = ()  # () -> backends.BACKENDS
     eval_backend: str = DEFAULT_EVAL_BACKEND  # streaming + noise (falls back to torch-cpu if unavailable)
     # The live app's default (backends.DEFAULT_THREADS): streaming models the live detector, and on a
@@ -77,7 +77,7 @@ def make_config(data_specs: Sequence[str], quick: bool, **kw: Any) -> SuiteConfi
     """The full or quick preset, with explicit settings (CLI flags) taking precedence."""
     kw = {k: v for k, v in kw.items() if v is not None}
     if quick:
-        kw.setdefault("models", QUICK_MODELS)
+        kw.setdefault("models", quick_models())
         kw.setdefault("max_clips", QUICK_MAX_CLIPS)
         kw.setdefault("matrix", QUICK_MATRIX)
         kw.setdefault("streaming", QUICK_STREAMING)

@@ -9,14 +9,14 @@ import sys
 
 def build_parser() -> argparse.ArgumentParser:
     from backends.base import BACKENDS
-    from kws.predict import DEFAULT_BACKEND, DEFAULT_MODEL
+    from kws.predict import DEFAULT_BACKEND
 
     p = argparse.ArgumentParser(prog="python -m kws", description="keyword-spotting zoo tools")
     sub = p.add_subparsers(dest="command", required=True)
     pr = sub.add_parser("predict", help="label audio files (any rate/length; mono or stereo)")
     pr.add_argument("files", nargs="+", help="audio files (.wav/.flac/.ogg)")
-    pr.add_argument("--model", default=DEFAULT_MODEL, help="zoo name | run folder | .safetensors | .onnx "
-                                                           f"(default {DEFAULT_MODEL})")
+    pr.add_argument("--model", default=None, help="zoo name | run folder | .safetensors | .onnx (default: the "
+                    "shipped model with the best cross-validated real-speech accuracy)")
     pr.add_argument("--backend", default=DEFAULT_BACKEND, choices=BACKENDS, help=f"default {DEFAULT_BACKEND}")
     pr.add_argument("--threads", type=int, default=None, help="intra-op threads (default 1 for ORT)")
     pr.add_argument("--batch-size", type=int, default=32)

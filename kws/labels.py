@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Iterable
 
 from kws.fsutil import atomic_write_text, read_json
 
@@ -32,6 +33,16 @@ def to_12class(word: str) -> str:
     if word == SILENCE or word in GSC12_WORDS:
         return word
     return UNKNOWN
+
+
+def has_12class_words(words: Iterable[str]) -> bool:
+    """True when `words`, the words a data set's clips actually hold, include a word of the 12-class task.
+
+    Only then does a 12-class figure say anything: on clips without any of the ten words (a
+    folder of digits viewed through "35s") every clip maps to `_unknown_`, and a model that
+    always answers "unknown" scores 100 %.
+    """
+    return not set(GSC12_WORDS).isdisjoint(words)
 
 
 def save_labels(labels: list[str] | tuple[str, ...], folder: str | Path) -> Path:

@@ -29,6 +29,7 @@ from realtime.engine import Decision, Detection, EngineConfig
 from realtime.predictor import Predictor
 from realtime.session import LiveSession
 from realtime.sources import Source
+from realtime.sysload import LoadMonitor, format_load
 
 # ----------------------------------------------------------------------------- theme
 
@@ -412,8 +413,10 @@ class LiveWindow(QMainWindow):
 
     def __init__(self, predictor_factory: Callable[[], Predictor], source_factory: Callable[[], Source],
                  cfg: EngineConfig | None = None, *, title: str = "", autostart: bool = False,
-                 poll_ms: int = 33) -> None:
+                 poll_ms: int = 33, load_monitor: LoadMonitor | None = None) -> None:
         super().__init__()
+        self.load_monitor = load_monitor or LoadMonitor()
+        self._last_load = 0.0
         self.cfg = cfg or EngineConfig()
         self.source_factory = source_factory
         self.autostart = autostart
@@ -540,9 +543,13 @@ class LiveWindow(QMainWindow):
 
         self.status_msg = QLabel("")
         self.status_drop = QLabel("")
+        self.status_load = QLabel("CPU —")
+        self.status_load.setToolTip("CPU: the whole machine, and this app (all threads) in % of one core; "
+                                    "GPU: utilisation and memory from nvidia-smi, where an NVIDIA GPU is present")
         self.statusBar().setSizeGripEnabled(False)
         self.statusBar().addWidget(self.status_msg, 1)
         self.statusBar().addPermanentWidget(self.status_drop)
+        self.statusBar().addPermanentWidget(self.status_load)
         self.toasts = ToastStack(root)
         self._threshold_changed(self.slider.value())
 
@@ -631,6 +638,10 @@ class LiveWindow(QMainWindow):
             if self.session is not None:
                 self._poll_session(self.session)
             self.display.tick(self.state == "running")
+            now = time.monotonic()
+            if now - self._last_load >= 1.0:  # psutil reports the load since the previous reading
+                self._last_load = now
+                self.status_load.setText(format_load(self.load_monitor.sample()))
         except Exception as e:  # a bug must show up as a message, not kill the app
             traceback.print_exc()
             self.show_error(f"internal error: {type(e).__name__}: {e}")
@@ -725,6 +736,7 @@ class LiveWindow(QMainWindow):
 
     def closeEvent(self, event) -> None:
         self.timer.stop()
+        self.load_monitor.close()
         if self.session is not None:
             self.session.stop()
             self.session = None

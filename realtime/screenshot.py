@@ -10,7 +10,9 @@ a moment after the n-th detection, so the log, the big display, a toast and the 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -30,7 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--after", type=int, default=4, help="grab after this many detections")
     p.add_argument("--timeout", type=float, default=40.0, help="grab anyway after this many seconds")
     p.add_argument("--out", default="results/live_screenshot.png")
-    args = p.parse_args(argv)
+    raw_argv = list(sys.argv[1:] if argv is None else argv)
+    args = p.parse_args(raw_argv)
     if not os.environ.get("DISPLAY"):
         print("error: no X display: start Xvfb (Xvfb :99 &) and set DISPLAY=:99", file=sys.stderr)
         return 2
@@ -40,6 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     from kws.fsutil import atomic_path
     from realtime.gui import LiveWindow, apply_dark_theme
 
+    from kws.runinfo import git_info
+
+    source_name = Path(args.input).name if args.input else "a stream of real Speech Commands words"
     if args.input:
         make_source = lambda: ReplaySource(args.input, realtime=True)  # noqa: E731
     else:
@@ -61,7 +67,16 @@ def main(argv: list[str] | None = None) -> int:
             return
         state["done"] = True
         geo = win.frameGeometry()
-        shot = app.primaryScreen().grabWindow(0, geo.x(), geo.y(), geo.width(), geo.height())
+        shot = app.primaryScreen().grabWindow(0, geo.x(), geo.y(), geo.width(), geo.height()).toImage()
+        # PNG text, read by `python -m bench index`: what this is, how it was made, on which code, when
+        git = git_info()
+        for key, value in (("Description", f"The live window replaying {source_name} with {ref} on {args.backend}, "
+                                           f"grabbed after {len(win.detections)} detections"),
+                           ("Software", "python -m realtime.screenshot"),
+                           ("Command", shlex.join(["python", "-m", "realtime.screenshot", *raw_argv])),
+                           ("Commit", f"{git.get('commit') or '?'}{' (dirty)' if git.get('dirty') else ''}"),
+                           ("Creation Time", dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))):
+            shot.setText(key, value)
         with atomic_path(out) as tmp:
             if not shot.save(str(tmp), "PNG"):
                 raise OSError(f"{out}: could not write the screenshot")

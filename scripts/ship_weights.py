@@ -1,41 +1,171 @@
-"""Copy a trained checkpoint into the zoo's shipped weights (fp16 safetensors, < 20 MB).
+"""Ship a trained checkpoint as zoo weights: fp16 safetensors (<= 20 MB) and its model card.
 
 Usage:
-  python scripts/ship_weights.py RUN_OR_CKPT --trained-on "..." [--note "..."]
+  python scripts/ship_weights.py RUN --recipe recipes/X.yaml [--cv results/cv/X.json] [--name NAME]
 
-The meta written into the file is what export.py copies into the ONNX metadata and what
-the bench and the README quote: the training data, how it was trained and the run's own
-validation figures. Real-speech accuracy lives in results/real_speech.md (bench.realspeech).
+Writes zoo/weights/<name>.safetensors and zoo/weights/<name>.md (default name: the model's).
+The card and the file's metadata hold the same facts (zoo.meta.CheckpointMeta): the training
+data and recipe with its command, the cross-validated real-speech accuracy with its intervals
+(from the `python -m bench.realspeech cv` result of the same recipe), the batch-1 latency
+measured here on ort-cpu and torch-cpu, and the licence of any pretrained part. Weights still
+as their package installed them (a frozen pretrained embedding) are not copied into the file.
+`--name` other than the model's name ships a variant under zoo/weights/variants/.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from zoo import load_model, save_checkpoint  # noqa: E402
-from zoo.model import model_dir  # noqa: E402
-
 MAX_BYTES = 20 * 1024 * 1024
+METRICS = {"acc12": "12-class, every clip", "acc35": "35-class, word clips", "acc": "exact label, every clip"}
+
+
+def cv_accuracy(path: Path) -> dict:
+    """The real-speech figures of a cross-validation result, in the CheckpointMeta.accuracy shape."""
+    from kws.fsutil import read_json
+
+    doc = read_json(path, "cross-validation result")
+    rows = [r for r in doc["results"] if r.get("kind") == "summary"]
+    out: dict = {"protocol": "speaker-disjoint 5-fold cross-validation of the recipe (bench.realspeech cv); "
+                             "pooled accuracy with a 95 % speaker-bootstrap interval; fold mean with a 95 % t interval",
+                 "source": str(path), "commit": doc["metadata"]["git"].get("commit", "?")[:10], "figures": []}
+    for r in rows:
+        fig = {"set": r["part"], "metric": r["metric"], "figure": f"{r['part']} {METRICS[r['metric']]}",
+               "value": r["pooled"], "ci95": r["pooled_ci95"], "fold_mean": r["fold_mean"],
+               "fold_mean_ci95": r["fold_mean_ci95"], "clips": r["clips"], "speakers": r["speakers"]}
+        out["figures"].append(fig)
+        # the headline fields: gsc12-dev's 12-class and 35-class, the digits' exact label
+        if r["part"] == "gsc12-dev" and r["metric"] in ("acc12", "acc35"):
+            out[r["metric"]] = fig
+        if r["part"] == "fsdd-dev" and r["metric"] == "acc":
+            out["fsdd"] = fig
+    if "acc12" not in out and rows:  # a synthetic-only recipe: scored on every real clip
+        first = next((f for f in out["figures"] if f["metric"] == "acc12"), out["figures"][0])
+        out["acc12"] = first
+    return out
+
+
+def measure_latency(weights: Path) -> dict:
+    """Batch-1, 1-thread p50/p90 of the waveform-in model on ort-cpu and torch-cpu (this machine)."""
+    import numpy as np
+
+    from backends import BackendUnavailable, create_backend
+    from kws.runinfo import machine_info
+
+    x = np.zeros((1, 16000), np.float32)
+    x[0] = 0.05 * np.random.default_rng(0).standard_normal(16000)
+    out: dict = {"machine": machine_info()["description"], "batch": 1, "threads": 1, "input": "1 s waveform"}
+    for name in ("ort-cpu", "torch-cpu"):
+        try:
+            be = create_backend(name, str(weights), threads=1, **({"log": None} if name.startswith("ort") else {}))
+        except BackendUnavailable as e:
+            out[name] = f"n/a: {e}"
+            continue
+        be.warmup()
+        t = []
+        deadline = time.perf_counter() + 10
+        while len(t) < 300 and time.perf_counter() < deadline:
+            t0 = time.perf_counter()
+            be.predict(x)
+            t.append(time.perf_counter() - t0)
+        out[name] = {"p50_ms": round(1e3 * float(np.percentile(t, 50)), 3),
+                     "p90_ms": round(1e3 * float(np.percentile(t, 90)), 3), "runs": len(t)}
+    return out
+
+
+def card_markdown(name: str, model, meta, size: int, command: str) -> str:
+    import torch
+
+    from kws.data.source import describe_labels
+
+    a = meta.accuracy
+    fe = model.cfg.frontend
+    n_all = sum(p.numel() for p in model.parameters())
+    installed = model.package_weights()
+    tuned = any(not torch.equal(v, installed[k]) for k, v in model.state_dict().items() if k in installed)
+    part = (f"; {sum(v.numel() for v in installed.values()):,} of them the pretrained embedding, "
+            f"{'fine-tuned here' if tuned else 'frozen, read from its package'}") if installed else ""
+    lines = [f"# Model card: `{name}`", "",
+             f"- **model**: `{model.cfg.name}` ({n_all:,} parameters{part})",
+             f"- **labels**: {describe_labels(model.labels)}: {', '.join(model.labels)}",
+             f"- **input**: 1 s of 16 kHz mono audio, float in [-1, 1); frontend `{fe.kind}` "
+             f"({json.dumps(fe.to_dict())})",
+             f"- **training data**: `{meta.training_data}`",
+             f"- **recipe**: {meta.recipe}",
+             f"- **file**: `zoo/weights/{name}.safetensors`, {size / 2**20:.2f} MiB (fp16)", ""]
+    lines += ["## Real-speech accuracy", ""]
+    if a:
+        lines += [a["protocol"] + ".", "",
+                  "| real set | figure | clips (speakers) | pooled (95 % speaker bootstrap) | fold mean (95 % t) |",
+                  "|---|---|---|---|---|"]
+        for f in a["figures"]:
+            lo, hi = f["ci95"]
+            flo, fhi = f["fold_mean_ci95"]
+            fm = f"{100 * f['fold_mean']:.1f} % ({100 * flo:.1f}-{100 * fhi:.1f})" if flo == flo else "–"
+            lines.append(f"| {f['set']} | {METRICS[f['metric']]} | {f['clips']} ({f['speakers']}) | "
+                         f"{100 * f['value']:.1f} % ({100 * lo:.1f}-{100 * hi:.1f}) | {fm} |")
+        lines += ["", f"From `{a['source']}` (commit {a['commit']}). These are the recipe's estimate: the shipped "
+                      f"weights were trained once more on every fold."]
+    else:
+        lines.append("Not measured.")
+    lat = meta.latency
+    lines += ["", "## Latency", "",
+              f"Batch 1, {lat.get('threads', 1)} thread, waveform in, probabilities out, on {lat.get('machine', '?')} "
+              "(a shared machine: compare ratios within one run; the bench report has the full matrix).", ""]
+    for be in ("ort-cpu", "torch-cpu"):
+        v = lat.get(be)
+        lines.append(f"- {be}: " + (f"p50 {v['p50_ms']} ms, p90 {v['p90_ms']} ms ({v['runs']} runs)"
+                                    if isinstance(v, dict) else str(v)))
+    lines += ["", "## Licence", "",
+              "These weights: the project's licence."
+              + (f" Pretrained part: {meta.pretrained}." if meta.pretrained else ""),
+              "", "## Made by", "", f"`{command}`", ""]
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("ref")
-    ap.add_argument("--trained-on", required=True, help="human-readable description of the training data")
+    ap.add_argument("ref", help="run folder or .safetensors checkpoint")
+    ap.add_argument("--recipe", required=True, type=Path, help="the recipe YAML it was trained with")
+    ap.add_argument("--cv", type=Path, help="the recipe's cross-validation result (results/cv/<recipe>.json)")
+    ap.add_argument("--name", help="shipped name (default: the model's; another name ships a variant)")
     ap.add_argument("--note", default="", help="how it was trained (hardware, epochs, minutes)")
     args = ap.parse_args(argv)
-    model, meta = load_model(args.ref)
-    meta = {**meta, "train_data": args.trained_on, "training": args.note, "source_checkpoint": Path(args.ref).name}
-    out = model_dir() / f"{model.cfg.name}.safetensors"
-    save_checkpoint(model, out, meta, half=True)
+    import dataclasses
+
+    from kws.fsutil import atomic_write_text
+    from zoo import load_model, save_checkpoint
+    from zoo.meta import CheckpointMeta
+    from zoo.model import model_dir
+
+    model, raw = load_model(args.ref)
+    name = args.name or model.cfg.name
+    out = model_dir() / f"{name}.safetensors" if name == model.cfg.name else model_dir() / "variants" / f"{name}.safetensors"
+    pretrained = ""
+    if model.package_weights():
+        from kws.pretrained import LICENSE
+
+        pretrained = LICENSE
+    meta = dataclasses.replace(
+        CheckpointMeta.from_dict(raw), source_checkpoint=str(args.ref), pretrained=pretrained,
+        recipe=f"[{args.recipe.as_posix()}]({Path('../..') / args.recipe}), trained with "
+               f"`python train.py --config {args.recipe.as_posix()} --fold all`" + (f"; {args.note}" if args.note else ""),
+        accuracy=cv_accuracy(args.cv) if args.cv else {})
+    save_checkpoint(model, out, meta.to_dict(), half=True)
+    meta = dataclasses.replace(meta, latency=measure_latency(out))
+    save_checkpoint(model, out, meta.to_dict(), half=True)  # again, now with the latency measured on the file
     size = out.stat().st_size
     if size > MAX_BYTES:
         out.unlink()
         raise SystemExit(f"{out}: {size / 2**20:.1f} MiB is over the 20 MiB limit for shipped weights")
-    print(f"shipped {out} ({size / 2**20:.1f} MiB)")
+    command = "python scripts/ship_weights.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    atomic_write_text(out.with_suffix(".md"), card_markdown(name, model, meta, size, command))
+    print(f"shipped {out} ({size / 2**20:.2f} MiB): {meta.accuracy_line()}")
     return 0
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from bench.__main__ import config_from_args, main, run_parser
-from bench.matrix import QUICK_MODELS, MatrixConfig, resolve_models, untrained_checkpoint
+from bench.matrix import MatrixConfig, quick_models, resolve_models, untrained_checkpoint
 from bench.noise import NoiseConfig
 from bench.streaming import StreamingConfig
 from bench.suite import SuiteConfig, run_suite
@@ -156,7 +156,7 @@ def test_cli_arguments_make_the_quick_config(run_folder):
     a = run_parser().parse_args(["--quick", "--data", "synth:tiny", "--run", str(run_folder), "--backends",
                                  "torch-cpu", "--free-minutes", "1", "--stream-words", "5", "--threads", "1"])
     cfg = config_from_args(a)
-    assert cfg.quick and cfg.models == QUICK_MODELS and cfg.backends == ("torch-cpu",)
+    assert cfg.quick and cfg.models == quick_models() and cfg.backends == ("torch-cpu",)
     assert cfg.streaming.free_seconds == 60.0 and cfg.streaming.words_per_stream == 5
     assert cfg.matrix.threads == (1,) and cfg.matrix.latency.min_runs < 1000
     full = config_from_args(run_parser().parse_args([]))

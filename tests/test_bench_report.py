@@ -4,10 +4,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 
+import bench.report as report_mod
+from bench.plotting import text_overlaps
 from bench.report import build_report, latest_runs, load_runs, md_table, summary_table
+from bench.sanity import sanity_findings
+from kws.data import LABEL_SETS
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 LABELS = ["yes", "no", "_silence_"]
@@ -110,8 +116,13 @@ def test_report_writes_csv_markdown_and_plots(run_file: Path):
     # n/a rows keep their reasons
     assert "| CUDA is not available (no GPU) | dscnn, resnet18 | torch-cuda |" in md
     assert "| no shipped weights in zoo/weights/ and no --run folder | efficientnet_b0 | torch-cpu |" in md
-    # the best model's confusion matrix is the most accurate one
-    assert "resnet18 / torch-cpu on synth" in md
+    # the best model's confusion matrix is the most accurate one; no real speech here: said so
+    assert "resnet18 / torch-cpu;" in md and "No real-speech data set in this run" in md
+    # every plot has a one-line caption under it, and carries it in its PNG
+    for p in files.plots:
+        caption = Image.open(p).text["Description"]
+        assert caption and "\n" not in caption and f"*{caption}*" in md
+        assert "20250101T000000Z-abc-quick" in caption
     # failures are listed, not dropped
     assert "## Failures" in md and "int8 lost 9 %" in md and "ModelLoadError: cannot load model" in md
     # the 1 FA/h caveat uses the stream's resolution
@@ -168,3 +179,148 @@ def test_bad_files_name_the_file(tmp_path: Path):
 def test_md_table_escapes_and_formats():
     t = md_table(pd.DataFrame([{"a": "x|y", "b": 0.123456, "c": None, "d": 12345}]))
     assert "x\\|y" in t and "0.123" in t and "–" in t and "12,345" in t
+
+
+# ----------------------------------------------------------------------------- readable at full size
+
+MODELS7 = ("dscnn", "efficientnet_b0", "mobilenetv3_small_100", "mobilenetv3_large_100", "resnet18", "resnet34",
+           "speech_embedding")
+BACKENDS6 = ("torch-cpu", "torch-cuda", "ort-cpu", "ort-cuda", "ort-directml", "ort-int8")
+REAL = {"name": "gsc12-dev", "spec": "folder:/data/gsc12-dev", "split": "test", "clips": 36, "subset": "all",
+        "labels": LABELS, "noise": "test noise", "unknown_share_12class": 0.0}
+
+
+def big_run() -> dict:
+    """7 models x 6 backends on a synthetic and a real data set, with near-equal latencies that
+    crowd the plots (the rerun the report must stay readable for)."""
+    data = run_json()
+    rows = []
+    rng = np.random.default_rng(0)
+    for i, model in enumerate(MODELS7):
+        for j, backend in enumerate(BACKENDS6):
+            rows.append(matrix_row(model, backend, 1, 1.0 + 0.05 * i + 0.02 * j, 5_000_000))
+            for ds in ("synth", "gsc12-dev"):
+                acc = 0.8 - 0.01 * i
+                rows.append({**acc_row(model, backend, acc, [[9, 1, 2], [1, 9, 2], [0, 0, 12]]), "dataset": ds})
+        curve = [{"threshold": t, "hit_rate": h, "wrong_word_rate": 0.0, "miss_rate": 1 - h, "extra_detections": 0,
+                  "false_accepts": fa, "fa_per_hour": fa * 6.0}
+                 for t, h, fa in ((0.2, 0.97, 30), (0.3, 0.95, 4 + i), (0.5, 0.9, 1), (0.6, 0.8 - 0.02 * i, 0),
+                                  (0.8, 0.6, 0))]
+        for ds in ("synth", "gsc12-dev"):
+            rows.append({"kind": "streaming", "model": model, "dataset": ds, "backend": "ort-cpu",
+                         "default_threshold": 0.6, "free_seconds": 600.0, "free_stream_short": False,
+                         "fa_resolution_per_hour": 6.0, "fa_per_hour": 0.0, "target_fa_per_hour": 1.0,
+                         "reference_snr_db": 10.0,
+                         "per_snr": [{"snr_db": snr, "n_words": 100, "hit_rate": float(h), "wrong_word_rate": 0.0,
+                                      "extra_detections": 0, "curve": curve, "threshold_at_target_fa": 0.6,
+                                      "miss_rate_at_target_fa": 0.3}
+                                     for snr, h in ((20.0, 0.9 - 0.03 * i), (10.0, 0.8 - 0.03 * i), (0.0, 0.3))]})
+            rows.append({"kind": "noise", "model": model, "dataset": ds, "backend": "ort-cpu",
+                         "per_snr": [{"snr_db": snr, "accuracy": float(a - 0.02 * i + rng.normal(0, 0.002)),
+                                      "macro_f1": a, "n": 300}
+                                     for snr, a in ((None, 0.9), (20.0, 0.85), (10.0, 0.7), (5.0, 0.5), (0.0, 0.3))]})
+    data["results"] = rows
+    data["metadata"]["datasets"] = [data["metadata"]["datasets"][0], REAL]
+    return data
+
+
+def test_every_plot_reads_with_7_models_and_6_backends(tmp_path, monkeypatch):
+    p = tmp_path / "results" / "bench" / "20250103T000000Z-big.json"
+    p.parent.mkdir(parents=True)
+    p.write_text(json.dumps(big_run()))
+    seen: dict[str, list] = {}
+    zero_ticks: list[str] = []
+    save = report_mod._save
+
+    def checked_save(fig, path, caption, runs):
+        seen[path.name] = text_overlaps(fig)
+        if path.name == "miss_fa.png":
+            zero_ticks.extend(t.get_text() for t in fig.axes[0].get_xticklabels())
+        return save(fig, path, caption, runs)
+
+    monkeypatch.setattr(report_mod, "_save", checked_save)
+    files = build_report([p], p.parent.parent)
+    assert set(seen) == {"accuracy_latency.png", "latency_heatmap.png", "throughput.png", "snr.png", "miss_fa.png",
+                         "confusion_best.png"}
+    assert all(not pairs for pairs in seen.values()), {k: v[:5] for k, v in seen.items() if v}
+    assert zero_ticks[0] == "0"  # 0 FA/h has its own tick, left of the log decades
+    md = files.markdown.read_text()
+    # the confusion matrix is on the real-speech set
+    assert "Row-normalised confusion matrix of the most accurate model x backend on gsc12-dev" in md
+
+
+def test_text_overlaps_sees_overlapping_labels():
+    plt, _ = report_mod._plt()
+    fig, ax = plt.subplots()
+    ax.text(0.5, 0.5, "one label")
+    ax.text(0.51, 0.5, "another label")
+    assert text_overlaps(fig) == [("one label", "another label")]
+    plt.close(fig)
+
+
+# ----------------------------------------------------------------------------- sanity checks
+
+
+def _runs_of(tmp_path: Path, data: dict):
+    p = tmp_path / "run.json"
+    p.write_text(json.dumps(data))
+    return load_runs([p])
+
+
+def test_sanity_flags_accuracy_rising_with_noise(tmp_path):
+    data = run_json()
+    noise = next(r for r in data["results"] if r["kind"] == "noise" and r["model"] == "dscnn")
+    noise["per_snr"] = [{"snr_db": None, "accuracy": 0.25, "macro_f1": 0.2, "n": 171},
+                        {"snr_db": 20.0, "accuracy": 0.42, "macro_f1": 0.3, "n": 171},
+                        {"snr_db": 10.0, "accuracy": 0.35, "macro_f1": 0.3, "n": 171}]
+    found = sanity_findings(_runs_of(tmp_path, data))
+    assert [f.check for f in found] == ["noise"]
+    assert "dscnn on synth: clip accuracy rises with noise, 0.250 clean -> 0.420 at 20 dB" in found[0].text
+    # a rise inside sampling noise is not flagged
+    noise["per_snr"][1]["accuracy"] = noise["per_snr"][2]["accuracy"] = 0.27
+    assert not sanity_findings(_runs_of(tmp_path, data))
+
+
+def test_sanity_flags_a_model_below_chance(tmp_path):
+    data = run_json()
+    for r in data["results"]:
+        if r["kind"] == "accuracy" and r["model"] == "dscnn":
+            # 20 of 30 clips are "yes"; the model gets 10 right: below always answering "yes"
+            r.update(accuracy=10 / 30, confusion=[[5, 15, 0], [0, 3, 2], [0, 3, 2]])
+    found = sanity_findings(_runs_of(tmp_path, data))
+    assert [f.check for f in found] == ["chance"]
+    assert "dscnn (torch-cpu, ort-cpu) on synth: accuracy 0.333 is below chance" in found[0].text
+    assert "0.667" in found[0].text
+
+
+def test_sanity_flags_agreement_on_near_constant_predictions(tmp_path):
+    data = run_json()
+    for r in data["results"]:
+        if r["kind"] == "accuracy" and r["model"] == "resnet18":
+            r.update(accuracy=0.4, confusion=[[10, 0, 0], [9, 1, 0], [10, 0, 0]], accuracy_12class=0.4)
+        if r["kind"] == "accuracy" and r["model"] == "resnet18" and r["backend"] == "ort-cpu":
+            r["backend"] = "ort-int8"
+    found = [f for f in sanity_findings(_runs_of(tmp_path, data)) if f.check == "constant"]
+    assert len(found) == 1 and found[0].text.startswith("resnet18 (ort-int8) on synth: top-1 agreement")
+    assert "answers 'yes' to 97% of the clips" in found[0].text
+
+
+def test_sanity_drops_12class_figures_on_data_without_its_words(tmp_path):
+    data = run_json()
+    labels = list(LABEL_SETS["35s"])
+    one, two = labels.index("one"), labels.index("two")
+    cm = np.zeros((36, 36), dtype=int)
+    cm[one, one], cm[two, two], cm[two, one] = 10, 8, 2
+    data["metadata"]["datasets"][0]["labels"] = labels
+    for r in data["results"]:
+        if r["kind"] == "accuracy":
+            r.update(accuracy=0.9, confusion=cm.tolist(), accuracy_12class=1.0)  # an old JSON's meaningless 1.0
+    p = tmp_path / "results" / "bench" / "20250101T000000Z-abc-quick.json"
+    p.parent.mkdir(parents=True)
+    p.write_text(json.dumps(data))
+    found = sanity_findings(load_runs([p]))
+    assert {f.check for f in found} == {"12-class"} and len(found) == 2  # dscnn and resnet18
+    md = build_report([p], p.parent.parent).markdown.read_text()
+    assert "Warning (12-class)" in md
+    table = md.split("### Accuracy on synth")[1].split("###")[0]
+    assert "12-class" not in table  # not printed at all

@@ -198,3 +198,37 @@ def test_scoring_space_word_model_stays_in_data_labels():
     assert sp.labels == data and sp.pred_map.tolist() == [1, 0, -1, 2]
     m = score(sp, [0, 1, 2], [1, 2, 3])  # no->no (index 1 of the model), yes->cat (wrong), silence
     assert m.accuracy == pytest.approx(2 / 3) and m.n_unmapped == 1
+
+
+def test_wilson_interval_known_values():
+    from bench.stats import wilson_interval
+
+    lo, hi = wilson_interval(50, 100)
+    assert abs(lo - 0.4038) < 1e-3 and abs(hi - 0.5962) < 1e-3  # textbook value for 50/100
+    assert wilson_interval(0, 10)[0] == pytest.approx(0.0, abs=1e-12) and wilson_interval(10, 10)[1] == pytest.approx(1.0)
+    assert all(np.isnan(wilson_interval(0, 0)))
+
+
+def test_t_interval_of_fold_means():
+    from bench.stats import t_interval
+
+    m, lo, hi = t_interval([0.9, 0.92, 0.94, 0.96, 0.98])
+    assert m == pytest.approx(0.94)
+    # sd 0.0316, t(0.975, 4) = 2.776: half-width 0.0393
+    assert hi - m == pytest.approx(2.776 * 0.031623 / np.sqrt(5), rel=1e-3) and m - lo == pytest.approx(hi - m)
+    with pytest.raises(ValueError):
+        t_interval([])
+
+
+def test_cluster_bootstrap_is_wider_than_clips_when_speakers_differ():
+    from bench.stats import cluster_bootstrap_interval, wilson_interval
+
+    # 20 speakers x 20 clips: half the speakers always right, half always wrong
+    correct = np.repeat([True, False] * 10, 20)
+    speakers = np.repeat([f"s{i}" for i in range(20)], 20)
+    lo, hi = cluster_bootstrap_interval(correct, speakers, reps=4000, seed=1)
+    wlo, whi = wilson_interval(200, 400)
+    assert lo < 0.5 < hi and (hi - lo) > 2 * (whi - wlo)  # 20 independent units, not 400
+    # every clip its own cluster: close to the binomial interval
+    lo2, hi2 = cluster_bootstrap_interval(correct, np.arange(400).astype(str), reps=4000, seed=1)
+    assert abs((hi2 - lo2) - (whi - wlo)) < 0.02

@@ -368,6 +368,33 @@ def test_spec_parsing_keeps_plus_inside_paths():
     assert parse_spec("synth")[0].arg == "default" and parse_spec("synth:tiny")[0].arg == "tiny"
 
 
+def test_default_labels_are_35s_for_speech_commands_and_the_folder_names_otherwise(gsc_dir, tmp_path, cache):
+    digits = tmp_path / "digits"
+    for word in ("one", "two", "three"):
+        for s in ("ann", "bob", "cid"):
+            write_tone(digits / word / f"{s}_0.wav", 500)
+    commands = tmp_path / "commands"
+    for word in GSC12_WORDS + ("cat",):
+        for s in ("ann", "bob", "cid"):
+            write_tone(commands / word / f"{s}_0.wav", 700)
+    own = open_source(f"folder:{digits}", cache_dir=cache)
+    assert own.labels == ("one", "three", "two")  # digits are Speech Commands words, but not the set
+    assert any("own 3 words" in n for n in own.summary()["notes"])
+    assert open_source(f"folder:{digits}", labels="35s", cache_dir=cache).labels == LABEL_SETS["35s"]  # asked for
+    assert open_source(f"folder:{commands}", cache_dir=cache).labels == LABEL_SETS["35s"]  # all ten command words
+    assert open_source(f"gsc:{gsc_dir}", cache_dir=cache).labels == LABEL_SETS["35s"]
+    assert open_source(f"gsc:{gsc_dir}+folder:{digits}", cache_dir=cache).labels == LABEL_SETS["35s"]
+    # the trainer and the data CLI share the default
+    from kws.train.config import TrainConfig
+    from kws.data.views import DEFAULT_LABELS
+
+    assert TrainConfig().labels == DEFAULT_LABELS
+    out = io.StringIO()
+    with redirect_stdout(out):
+        assert cli(["summary", "--source", f"folder:{digits}", "--cache-dir", str(cache)]) == 0
+    assert "custom (3)" in out.getvalue()
+
+
 def test_concatenation_uses_a_common_label_set(gsc_dir, tmp_path, cache):
     custom = tmp_path / "custom"
     for s in ("ann", "bob", "cid"):
@@ -571,6 +598,25 @@ def test_download_verify_extract_then_open(server, tmp_path):
     assert not list(tmp_path.glob(".sc.extract-*")) and not list(tmp_path.glob("*.part"))
     src = open_source(f"gsc:{dest}", labels="35", cache_dir=tmp_path / "c")
     assert len(src.entries("validation")) == 2 and len(src.entries("test")) == 1
+
+
+@pytest.mark.parametrize("form", [["--version", "v0.02"], ["v0.02"]])
+def test_download_cli_takes_the_version_as_flag_or_argument(server, tmp_path, form, capsys):
+    # The README's `python -m kws.data download --version v0.02`, and the positional form.
+    handler, url = server
+    handler.payload = _tarball(make_gsc(tmp_path / "src", words=("yes",), n_speakers=2, noise_seconds=1))
+    digest = hashlib.sha256(handler.payload).hexdigest()
+    rc = cli(["download", *form, "--dest", str(tmp_path / "sc"), "--sha256", digest, "--url", url])
+    assert rc == 0 and (tmp_path / "sc" / "yes").is_dir()
+    assert "Speech Commands v0.02 ready" in capsys.readouterr().out
+
+
+def test_download_cli_version_errors(capsys):
+    for argv, message in ((["download"], "which version?"),
+                          (["download", "v0.01", "--version", "v0.02"], "two versions given")):
+        with pytest.raises(SystemExit) as e:
+            cli(argv)
+        assert e.value.code == 2 and message in capsys.readouterr().err
 
 
 def test_download_resumes_a_partial_file(server, tmp_path):

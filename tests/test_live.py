@@ -395,6 +395,51 @@ def test_gui_replays_a_file_and_updates_bars_log_and_status(qtbot):
     win.close()
 
 
+@pytest.fixture
+def fake_nvidia_smi(tmp_path) -> Path:
+    """An executable that answers the GPU query the way nvidia-smi does on a 2-GPU machine."""
+    script = tmp_path / "nvidia-smi"
+    script.write_text("#!/bin/sh\necho '0, NVIDIA H200, 37, 2048, 143771'\necho '1, NVIDIA H200, [N/A], 0, 143771'\n")
+    script.chmod(0o755)
+    return script
+
+
+def test_load_monitor_reads_cpu_and_the_gpu(fake_nvidia_smi):
+    from realtime.sysload import LoadMonitor, format_load, parse_nvidia_smi
+
+    assert parse_nvidia_smi("0, A100, 5, 10, 40960\ngarbage\n")[0].util_pct == 5.0
+    mon = LoadMonitor(nvidia_smi=str(fake_nvidia_smi), gpu_interval_s=0.1)
+    try:
+        deadline = time.monotonic() + 5
+        while not mon.sample().gpus and time.monotonic() < deadline:
+            time.sleep(0.05)
+        end = time.process_time() + 0.3
+        while time.process_time() < end:  # burn CPU: the app's own share must show it
+            pass
+        load = mon.sample()
+    finally:
+        mon.close()
+    assert [g.index for g in load.gpus] == [0]  # the GPU without a utilisation figure is left out
+    assert load.process_cpu_pct > 20 and 0 <= load.system_cpu_pct <= 100
+    text = format_load(load)
+    assert text.startswith("CPU ") and "of a core" in text and "GPU0 37 % 2.0/140.4 GiB" in text
+    assert LoadMonitor(nvidia_smi="").sample().gpus == ()  # no NVIDIA GPU: no GPU part
+
+
+def test_gui_status_bar_shows_cpu_and_gpu_load(qtbot, fake_nvidia_smi):
+    from realtime.gui import LiveWindow
+    from realtime.sysload import LoadMonitor
+
+    win = LiveWindow(tone_factory, lambda: ReplaySource(wave=make_stream([], 1.0), name="x.wav"),
+                     load_monitor=LoadMonitor(nvidia_smi=str(fake_nvidia_smi), gpu_interval_s=0.1))
+    qtbot.addWidget(win)
+    win.show()
+    qtbot.waitUntil(lambda: "GPU0 37 %" in win.status_load.text(), timeout=5000)
+    assert win.status_load.text().startswith("CPU ") and "of a core" in win.status_load.text()
+    assert win.status_load in win.statusBar().findChildren(type(win.status_load))
+    win.close()
+
+
 def test_gui_shows_errors_instead_of_crashing(qtbot, fake_sd, monkeypatch):
     from realtime.gui import LiveWindow
 

@@ -416,4 +416,4 @@ def test_overload_sheds_hops_before_it_drops_audio():
     s = eng.stats()
     assert s.dropped_blocks == 0 and s.shed_hops > 20
     assert s.decisions + s.shed_hops + s.skipped_hops == n_hops and model.calls == s.decisions
-    assert s.queue_high_water <= cfg.shed_samples + 3 * cfg.hop_samples  # lag stays near shed_s, far below queue_s
+    assert s.queue_high_water < cfg.queue_samples  # the lag never reached the bound where audio is dropped

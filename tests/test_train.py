@@ -258,6 +258,22 @@ def test_scores_and_12class_mapping():
     assert cm12.sum() == cm.sum() and np.trace(cm12) == np.trace(cm)
 
 
+def test_no_12class_figure_on_clips_without_its_words():
+    # A digits-only test set viewed through "35s": every clip would map to _unknown_ and the
+    # 12-class accuracy would read 1.0 for any model. It must not be computed or printed.
+    from kws.data import LABEL_SETS
+    from kws.train.report import build_report, report_markdown
+
+    labels = LABEL_SETS["35s"]
+    cm = np.zeros((len(labels), len(labels)), dtype=np.int64)
+    one, two = labels.index("one"), labels.index("two")
+    cm[one, one], cm[one, two], cm[two, two] = 3, 2, 5
+    rep = build_report(cm, labels, {"model": "x", "data": "folder:digits"})
+    assert "gsc12" not in rep and "12-class" not in report_markdown(rep)
+    cm[labels.index("yes"), labels.index("yes")] = 1  # one clip of a command word: the task exists
+    assert "gsc12" in build_report(cm, labels, {"model": "x"})
+
+
 # --------------------------------------------------------------------------- runs
 
 def test_run_writes_every_artefact_and_learns(full_run):
@@ -404,7 +420,7 @@ def test_every_registered_model_trains_through_train_py(tmp_path, model):
                          "--no-progress", "--out", str(out)])
     assert rc == 0
     trained, meta = zoo.load_model(out)
-    assert trained.cfg.name == model and meta["data"] == DATA
+    assert trained.cfg.name == model and meta["training_data"] == DATA
     with torch.no_grad():
         assert torch.isfinite(trained(torch.zeros(2, CLIP_SAMPLES).normal_(0, 0.1))).all()
 

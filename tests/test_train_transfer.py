@@ -205,6 +205,9 @@ def test_fold_spec_is_checked():
         Fold.parse("2of5")
     with pytest.raises(DataError, match="1 <= K <= N"):
         Fold.parse("6/5")
+    with pytest.raises(DataError, match="1 <= K <= N"):
+        Fold.parse("0/5")
+    assert str(Fold.parse("all")) == "all"
     with pytest.raises(ConfigError, match="expected K/N"):
         TrainConfig(fold="x")
 
@@ -229,6 +232,8 @@ def test_folds_over_real_speakers_are_disjoint_and_cover_every_clip():
     everything = open_source(spec, labels="35s")
     total = sum(len(everything.entries(s)) for s in ("train", "validation", "test"))
     assert len(tests) == len(set(tests)) == total  # every clip held out exactly once
+    final = open_source(spec, labels="35s", fold="all")  # the shipped model: no fold held out
+    assert not final.entries("test") and len(final.entries("train")) > 0.8 * total
 
 
 def test_apply_fold_needs_enough_speakers():

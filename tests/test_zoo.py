@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import json
 import warnings
 
 import numpy as np
@@ -128,6 +129,35 @@ def test_pretrained_offline_names_the_file_option(tmp_path, monkeypatch):
         zoo.create_model("mobilenetv3_small_100", pretrained=True)
 
 
+@pytest.mark.parametrize("server", ["refuses", "never answers"])
+def test_pretrained_without_a_reachable_hub_fails_within_5_s(tmp_path, monkeypatch, server):
+    import socket
+    import time
+
+    import huggingface_hub.constants as hf
+
+    # Not flagged offline, but the hub cannot be reached: one short probe, not the hub client's
+    # ~50 s of retries, then the same message.
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    if server == "refuses":
+        sock.close()
+    else:
+        sock.listen(1)  # the kernel completes the handshake; nothing ever replies
+    monkeypatch.setattr(hf, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(hf, "ENDPOINT", f"http://127.0.0.1:{port}")
+    monkeypatch.setattr(hf, "HF_HUB_CACHE", str(tmp_path))
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(zoo.PretrainedUnavailable, match="--pretrained-file PATH") as e:
+            zoo.create_model("mobilenetv3_small_100", pretrained=True)
+    finally:
+        sock.close()
+    assert time.monotonic() - t0 < 5.0
+    assert f"127.0.0.1:{port}" in str(e.value)
+
+
 def test_train_cli_reports_offline_pretrained(tmp_path, monkeypatch, capsys):
     import huggingface_hub.constants as hf
 
@@ -140,3 +170,31 @@ def test_train_cli_reports_offline_pretrained(tmp_path, monkeypatch, capsys):
     assert rc == 2
     err = capsys.readouterr().err
     assert "train.py: error:" in err and "--pretrained-file" in err
+
+
+def test_default_model_is_the_shipped_model_with_the_best_real_speech_accuracy(tmp_path, monkeypatch):
+    import zoo.checkpoint as ck
+
+    monkeypatch.setattr(ck, "model_dir", lambda: tmp_path)
+    assert zoo.default_model() == ck.FALLBACK_DEFAULT  # nothing shipped yet
+    for name, acc in (("dscnn", 0.7), ("mobilenetv3_small_100", 0.9)):
+        meta = {"accuracy": {"protocol": "cv", "acc12": {"value": acc, "ci95": [acc - 0.02, acc + 0.02]}}}
+        zoo.save_checkpoint(zoo.create_model(name, num_classes=4), tmp_path / f"{name}.safetensors", meta)
+    zoo.save_checkpoint(zoo.create_model("resnet18", num_classes=4), tmp_path / "resnet18.safetensors", {})
+    assert zoo.default_model() == "mobilenetv3_small_100"
+
+
+def test_checkpoint_meta_reads_legacy_keys_and_reaches_the_onnx_metadata():
+    from backends.export import build_metadata
+    from zoo.meta import CheckpointMeta
+
+    old = {"data": "synth:400", "training": "H200, 2 min", "val_acc": 0.8, "whatever": 1}
+    m = CheckpointMeta.from_dict(old)
+    assert (m.training_data, m.recipe, m.val_acc) == ("synth:400", "H200, 2 min", 0.8)
+    acc = {"protocol": "speaker-disjoint 5-fold CV", "acc12": {"value": 0.93, "ci95": [0.91, 0.95],
+                                                             "figure": "gsc12-dev 12-class"}}
+    props = build_metadata(zoo.create_model("dscnn", num_classes=3), "waveform", 17,
+                           {**old, "accuracy": acc}, "x.safetensors")
+    assert json.loads(props["accuracy"]) == acc and json.loads(props["training_data"]) == "synth:400"
+    assert props["accuracy_summary"].startswith("93.0 % (91.0-95.0) gsc12-dev 12-class")
+    assert "not measured" in build_metadata(zoo.create_model("dscnn", num_classes=3), "waveform", 17, {}, None)["accuracy"]

@@ -40,8 +40,18 @@ def save_checkpoint(model: KWSModel, path: str | Path, meta: dict | None = None,
 
 def read_checkpoint(path: str | Path) -> tuple[ModelConfig, dict[str, torch.Tensor], dict]:
     """(config, tensors, meta) of a checkpoint; CheckpointError for anything wrong with the file."""
-    from safetensors import safe_open
+    p = _checked_path(path)
+    tensors: dict[str, torch.Tensor] = {}
+    cfg, meta = _read(p, tensors)
+    return cfg, tensors, meta
 
+
+def read_header(path: str | Path) -> tuple[ModelConfig, dict]:
+    """(config, meta) of a checkpoint from its header alone: no tensor is read."""
+    return _read(_checked_path(path), None)
+
+
+def _checked_path(path: str | Path) -> Path:
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"{p}: checkpoint not found")
@@ -49,10 +59,18 @@ def read_checkpoint(path: str | Path) -> tuple[ModelConfig, dict[str, torch.Tens
         raise CheckpointError(f"{p}: this is an ONNX model, not a zoo checkpoint; open it with an ort-* backend")
     if p.suffix != ".safetensors":
         raise CheckpointError(f"{p}: zoo checkpoints are .safetensors files (pickled checkpoints are never loaded)")
+    return p
+
+
+def _read(p: Path, tensors: dict[str, torch.Tensor] | None) -> tuple[ModelConfig, dict]:
+    """The checked (config, meta) of `p`'s header; fills `tensors` too unless it is None."""
+    from safetensors import safe_open
+
     try:
         with safe_open(str(p), framework="pt") as f:
             md = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
+            if tensors is not None:
+                tensors.update({k: f.get_tensor(k) for k in f.keys()})
     except Exception as e:
         raise CheckpointError(f"{p}: not a valid safetensors file ({str(e)[:300]})") from None
     if md.get("format") != FORMAT or "config" not in md:
@@ -67,7 +85,7 @@ def read_checkpoint(path: str | Path) -> tuple[ModelConfig, dict[str, torch.Tens
         raise CheckpointError(f"{p}: its 'meta' metadata is not valid JSON ({e})") from None
     if not isinstance(meta, dict):
         raise CheckpointError(f"{p}: its 'meta' metadata must be a JSON object, got {type(meta).__name__}")
-    return cfg, tensors, meta
+    return cfg, meta
 
 
 def build_from_config(cfg: ModelConfig) -> KWSModel:
@@ -129,3 +147,27 @@ def load_model(ref: str | Path) -> tuple[KWSModel, dict]:
 
 def shipped_models() -> list[str]:
     return sorted(p.stem for p in model_dir().glob("*.safetensors"))
+
+
+FALLBACK_DEFAULT = "efficientnet_b0"  # the registry's default backbone, used before any figure exists
+
+
+def default_model() -> str:
+    """The shipped model with the best cross-validated real-speech accuracy (12-class).
+
+    What predict, live.py and the quick bench use when no model is named. Decided from the
+    figures the shipped files carry (zoo/meta.py), so shipping better weights moves the default
+    with no code change.
+    """
+    from zoo.meta import CheckpointMeta
+
+    best, best_acc = FALLBACK_DEFAULT, -1.0
+    for name in shipped_models():
+        try:
+            acc = CheckpointMeta.from_dict(read_header(model_dir() / f"{name}.safetensors")[1]).accuracy
+        except ValueError:
+            continue
+        value = float((acc.get("acc12") or {}).get("value", -1.0))
+        if value > best_acc:
+            best, best_acc = name, value
+    return best

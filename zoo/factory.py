@@ -42,20 +42,68 @@ def build_timm(name: str, timm_name: str, *, num_classes: int | None = None, lab
     cfg = ModelConfig(name=name, labels=labels_for(num_classes, labels), frontend=fe, head="progressive",
                       kwargs=dict(kw))
     if pretrained and pretrained_file is None:
+        def unavailable(why: str) -> PretrainedUnavailable:
+            return PretrainedUnavailable(
+                f"could not fetch timm's ImageNet weights for {timm_name!r} from the Hugging Face hub "
+                f"({why}). Offline? Download the timm checkpoint elsewhere and pass --pretrained-file PATH "
+                f"(.safetensors, or a .pth/.bin state dict, read with weights_only=True).")
+
+        why = hub_unavailable(timm_name)  # offline, the hub client retries for ~50 s before it fails
+        if why is not None:
+            raise unavailable(why)
         try:
             backbone = timm.create_model(timm_name, pretrained=True, num_classes=0, in_chans=fe.in_chans, **kw)
         except Exception as e:  # offline: HF hub raises LocalEntryNotFound / connection errors
-            raise PretrainedUnavailable(
-                f"could not fetch timm's ImageNet weights for {timm_name!r} from the Hugging Face hub "
-                f"({type(e).__name__}: {str(e).splitlines()[0][:200]}). Offline? Download the timm "
-                f"checkpoint elsewhere and pass --pretrained-file PATH (.safetensors, or a .pth/.bin "
-                f"state dict, read with weights_only=True).") from None
+            raise unavailable(f"{type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
     else:
         backbone = timm.create_model(timm_name, pretrained=False, num_classes=0, in_chans=fe.in_chans, **kw)
         if pretrained_file is not None:
             load_imagenet_file(backbone, pretrained_file, fe.in_chans)
     # MobileNetV3 pools into a 1280-wide head conv; its pooled output is head_hidden_size wide
     return KWSModel(cfg, backbone, getattr(backbone, "head_hidden_size", None) or backbone.num_features)
+
+
+HUB_PROBE_S = 3.0  # the one short connection probe before timm goes to the hub
+
+
+def hub_unavailable(timm_name: str, timeout_s: float = HUB_PROBE_S) -> str | None:
+    """Why timm cannot get `timm_name`'s ImageNet weights now, or None (cached here, or the hub answers).
+
+    HF_HUB_OFFLINE with an empty cache fails at once; otherwise one HEAD request to the hub (through
+    any configured proxy) must answer within `timeout_s`, name resolution included.
+    """
+    import threading
+    import urllib.error
+    import urllib.request
+
+    from huggingface_hub import constants, try_to_load_from_cache
+    from timm.models import get_pretrained_cfg
+
+    cfg = get_pretrained_cfg(timm_name)
+    repo = getattr(cfg, "hf_hub_id", None)
+    if not repo:
+        return None  # not a hub model: timm fetches it its own way, and says why if it cannot
+    names = [n for n in (cfg.hf_hub_filename, "model.safetensors", "pytorch_model.bin") if n]
+    if any(isinstance(try_to_load_from_cache(repo, n), str) for n in names):
+        return None
+    if constants.HF_HUB_OFFLINE:
+        return "HF_HUB_OFFLINE is set and the weights are not in the local hub cache"
+    result: list[str | None] = []
+
+    def probe() -> None:
+        try:
+            urllib.request.urlopen(urllib.request.Request(constants.ENDPOINT, method="HEAD"), timeout=timeout_s)
+            result.append(None)
+        except urllib.error.HTTPError:
+            result.append(None)  # the server answered (with an error status): it is reachable
+        except (OSError, ValueError) as e:
+            result.append(f"{constants.ENDPOINT} unreachable: {getattr(e, 'reason', e)}")
+
+    # urlopen's timeout does not bound name resolution; a daemon thread with a join does.
+    t = threading.Thread(target=probe, daemon=True, name="hf-hub-probe")
+    t.start()
+    t.join(timeout_s + 0.5)
+    return result[0] if result else f"{constants.ENDPOINT} did not answer within {timeout_s:g} s"
 
 
 def build_native(name: str, make: Callable[[int], nn.Module], *, num_classes: int | None = None, labels=None,

@@ -3,7 +3,8 @@
     python -m kws.data summary [--source SPEC ...]     clip counts per split, bad files
     python -m kws.data build --source SPEC [...]        decode sources into the cache
     python -m kws.data bench-load --source SPEC [...]   clips/s cold vs warm -> results/data_loading.json
-    python -m kws.data download v0.02 [--dest DIR]      the official Speech Commands archive
+    python -m kws.data download --version v0.02 [--dest DIR]   the official Speech Commands archive
+                                                        (`download v0.02` works too)
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from kws.data.cache import DEFAULT_WORKERS, REPO_ROOT
 from kws.data.download import ARCHIVES, DownloadError, download_speech_commands
 from kws.data.index import SPLITS, DataError
 from kws.data.source import DataSource, available_shortcuts, describe_labels, open_source
+from kws.data.views import DEFAULT_LABELS, DEFAULT_RULE
 from kws.fsutil import atomic_write_json
 from kws.runinfo import write_results
 
@@ -116,6 +118,16 @@ def cmd_download(args: argparse.Namespace) -> int:
     return 0
 
 
+def download_version(parser: argparse.ArgumentParser, positional: str | None, flag: str | None) -> str:
+    """The archive version from `download VERSION` or `download --version VERSION` (one of them)."""
+    if positional and flag and positional != flag:
+        parser.error(f"download: two versions given ({positional} and --version {flag}); give one")
+    version = positional or flag
+    if version is None:
+        parser.error(f"download: which version? e.g. `download --version v0.02` ({', '.join(sorted(ARCHIVES))})")
+    return version
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m kws.data", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -124,7 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     def add_source_opts(sp: argparse.ArgumentParser, required: bool) -> None:
         sp.add_argument("--source", action="append", required=required, metavar="SPEC",
                         help="synth, synth:tiny, gsc:PATH, folder:PATH, gsc12-dev, A+B (repeatable)")
-        sp.add_argument("--labels", default="35s", help="35, 35s, 12 or auto (default 35s)")
+        sp.add_argument("--labels", default=DEFAULT_LABELS,
+                        help=f"35, 35s, 12, auto (the source's own words) or default: {DEFAULT_RULE}")
         sp.add_argument("--fast", action="store_true", help="5,000-clip stratified training subset")
         sp.add_argument("--seed", type=int, default=0)
         sp.add_argument("--cache-dir", type=Path, default=None, help="default $KWS_CACHE or <repo>/data_cache")
@@ -141,7 +154,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--batch-size", type=int, default=256)
     sp.add_argument("--out", type=Path, default=DEFAULT_RESULTS)
     sp = sub.add_parser("download", help="download and extract the official Speech Commands archive")
-    sp.add_argument("version", choices=sorted(ARCHIVES))
+    # Both spellings work: `download v0.02` and `download --version v0.02` (the README's form).
+    sp.add_argument("version", nargs="?", choices=sorted(ARCHIVES), help="archive version (or --version)")
+    sp.add_argument("--version", dest="version_flag", choices=sorted(ARCHIVES), metavar="VERSION",
+                    help=f"archive version: {', '.join(sorted(ARCHIVES))}")
     sp.add_argument("--dest", type=Path, help="extracted folder (default <cache>/speech_commands_<version>)")
     sp.add_argument("--sha256", help="expected sha256 (default: the published one)")
     sp.add_argument("--url", help="mirror URL (default: the official one)")
@@ -151,7 +167,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.cmd == "download":
+        args.version = download_version(parser, args.version, args.version_flag)
     if args.cmd == "summary":
         return cmd_summary(args)
     if args.cmd == "build":

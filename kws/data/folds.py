@@ -6,6 +6,9 @@ Fold k of n re-splits a source: the speakers of fold k are the test split, about
 other speakers (by clips) are validation (early stopping and the best checkpoint), the rest
 train. Clips without a speaker id (`_silence_`) are dealt round-robin into folds per word.
 
+Fold `all` holds no speaker out: every recorded clip trains except the validation share, as
+the final model of a cross-validated recipe is trained once its estimate is known.
+
 Speakers are given to folds largest-first, each to the fold with the fewest clips so far
 (ties in seeded hash order), so five FSDD speakers become leave-one-speaker-out and 104 Speech
 Commands speakers five folds of nearly equal size. A `fixed` map carries the assignment from
@@ -27,24 +30,29 @@ VALIDATION_SHARE = 0.10  # of the non-test clips, by whole speakers
 
 @dataclass(frozen=True)
 class Fold:
-    """Fold `k` (1-based, as people count) of `n`."""
+    """Fold `k` (1-based, as people count) of `n`; k = 0 is `all` (no fold held out)."""
 
     k: int
     n: int
 
     def __post_init__(self) -> None:
-        if not (self.n >= 2 and 1 <= self.k <= self.n):
-            raise DataError(f"fold {self.k}/{self.n}: expected K/N with 1 <= K <= N and N >= 2")
+        if not (self.n >= 2 and 0 <= self.k <= self.n):
+            raise DataError(f"fold {self.k}/{self.n}: expected K/N with 1 <= K <= N and N >= 2, or 'all'")
 
     @classmethod
     def parse(cls, text: str) -> "Fold":
+        if text.strip() == "all":
+            return ALL
         k, sep, n = text.partition("/")
-        if not sep or not k.strip().isdigit() or not n.strip().isdigit():
-            raise DataError(f"fold {text!r}: expected K/N, e.g. 2/5")
+        if not sep or not k.strip().isdigit() or not n.strip().isdigit() or int(k) == 0:
+            raise DataError(f"fold {text!r}: expected K/N with 1 <= K <= N (e.g. 2/5), or 'all'")
         return cls(int(k), int(n))
 
     def __str__(self) -> str:
-        return f"{self.k}/{self.n}"
+        return "all" if self.k == 0 else f"{self.k}/{self.n}"
+
+
+ALL = Fold(0, 2)  # no speaker held out (n only sizes the fold table; nothing is tested)
 
 
 def _hash(seed: int, key: str) -> str:
@@ -89,7 +97,7 @@ def apply_fold(index: SourceIndex, fold: Fold, seed: int = 0,
     cut = [e for e in entries if e.start is not None]  # silence cut from noise recordings keeps its split
     clips = [e for e in entries if e.start is None]
     speakers = Counter(e.speaker for e in clips if e.speaker)
-    if len(speakers) < fold.n:
+    if fold.k and len(speakers) < fold.n:
         raise DataError(f"{index.name}: {len(speakers)} speakers cannot fill {fold.n} speaker-disjoint folds")
     fixed = fixed if fixed is not None else {}
     of_speaker = speaker_folds(speakers, fold.n, seed, fixed)

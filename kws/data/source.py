@@ -30,7 +30,8 @@ from kws.data.folds import Fold, apply_fold
 from kws.data.index import SPLITS, BadFile, ClipEntry, DataError, SourceIndex, canonical_split, concat_indexes
 from kws.data.layout import index_layout
 from kws.data.noise import read_segment
-from kws.data.views import FAST_TRAIN_CLIPS, LABEL_SETS, LabelsArg, LabelView, resolve_labels, stratified_subset
+from kws.data.views import (DEFAULT_LABELS, FAST_TRAIN_CLIPS, LABEL_SETS, LabelsArg, LabelView, resolve_labels,
+                            stratified_subset)
 from kws.labels import save_labels
 
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
@@ -69,6 +70,21 @@ def _split_weight(text: str) -> tuple[str, float]:
     if not w > 0:
         raise DataError(f"{text!r}: a part's weight must be > 0")
     return m["part"], w
+
+
+@dataclass(frozen=True)
+class SourcePart:
+    """One part of an opened source: its spec text, root folder, kind and sampling weight."""
+
+    name: str
+    root: str
+    kind: str  # "synth" | "gsc" | "folder"
+    weight: float = 1.0
+
+    @property
+    def recorded(self) -> bool:
+        """Real recordings (everything but the synthetic set)."""
+        return self.kind != "synth"
 
 
 def _is_part_start(text: str) -> bool:
@@ -147,16 +163,16 @@ class DataSource:
     def __init__(
         self,
         index: SourceIndex,
-        labels: LabelsArg = "35s",
+        labels: LabelsArg = DEFAULT_LABELS,
         fast: bool = False,
         seed: int = 0,
         cache_dir: str | Path | None = None,
         spec: str = "",
         workers: int = DEFAULT_WORKERS,
-        part_weights: Sequence[tuple[str, float]] = (),
+        parts: Sequence[SourcePart] = (),
     ) -> None:
         label_tuple, notes = resolve_labels(labels, index)
-        self.part_weights = tuple(part_weights)  # (part root, weight) of each part, in spec order
+        self.parts = tuple(parts) or (SourcePart(index.name, index.root, index.kind, 1.0),)
         self.index = index
         self.view = LabelView(label_tuple)
         self.spec = spec or index.name
@@ -207,16 +223,18 @@ class DataSource:
             )
         return self._clipsets[split]
 
+    def part_of(self, split: str) -> np.ndarray:
+        """Index into `parts` of each clip of a split (by the part's root folder)."""
+        cs = self.split(split)
+        roots = sorted(((p.root.rstrip("/") + "/", i) for i, p in enumerate(self.parts)), key=lambda t: -len(t[0]))
+        return np.array([next((i for r, i in roots if ref.startswith(r)), -1) for ref in cs.files], dtype=np.int64)
+
     def weights(self, split: str) -> np.ndarray | None:
         """Per-clip sampling weights of a split (from `PART*W` specs), or None when all are 1."""
-        if all(w == 1.0 for _, w in self.part_weights):
+        if all(p.weight == 1.0 for p in self.parts):
             return None
-        cs = self.split(split)
-        out = np.ones(len(cs), dtype=np.float64)
-        roots = sorted(((r.rstrip("/") + "/", w) for r, w in self.part_weights), key=lambda t: -len(t[0]))
-        for i, ref in enumerate(cs.files):
-            out[i] = next((w for r, w in roots if ref.startswith(r)), 1.0)
-        return out
+        w = np.array([p.weight for p in self.parts] + [1.0])
+        return w[self.part_of(split)]
 
     def build(self) -> dict[str, ClipSet]:
         """Decode every split into the cache (no-op for splits already cached)."""
@@ -273,7 +291,7 @@ class DataSource:
 
 def open_source(
     spec: str,
-    labels: LabelsArg = "35s",
+    labels: LabelsArg = DEFAULT_LABELS,
     fast: bool = False,
     seed: int = 0,
     cache_dir: str | Path | None = None,
@@ -283,8 +301,9 @@ def open_source(
 ) -> DataSource:
     """Open a data source by spec (see the module doc). Cheap: clips decode on first `split()`.
 
-    labels: "35", "35s", "12" (kws.data.LABEL_SETS), a list of labels, or None / "auto" for
-    the source's own (folder sources of custom words always keep their sorted folder names).
+    labels: "35", "35s", "12" (kws.data.LABEL_SETS), a list of labels, None / "auto" for the
+    source's own (folder sources of custom words always keep their sorted folder names), or
+    "default": kws.data.views.DEFAULT_RULE ("35s" for Speech Commands data, else "auto").
     fast: a stratified 5,000-clip training subset. seed: fast subset, silence cuts and random
     splits. cache_dir: default $KWS_CACHE or <repo>/data_cache. fold: "K/N" re-splits every
     recorded (non-synthetic) part by speaker for cross-validation (kws.data.folds); synthetic
@@ -302,7 +321,7 @@ def open_source(
         raise DataError(f"{spec}: no clips found")
     return DataSource(index, labels, fast, seed, cache_dir, spec=spec,
                       workers=DEFAULT_WORKERS if workers is None else workers,
-                      part_weights=[(ix.root, p.weight) for p, ix in zip(parts, indexes)])
+                      parts=[SourcePart(p.text, ix.root, p.kind, p.weight) for p, ix in zip(parts, indexes)])
 
 
 def available_shortcuts() -> list[str]:

@@ -9,7 +9,7 @@ from typing import Sequence
 import numpy as np
 
 from kws.data.index import ClipEntry, DataError, SourceIndex
-from kws.labels import GSC12_LABELS, GSC_V2_WORDS, SILENCE, UNKNOWN
+from kws.labels import GSC12_LABELS, GSC12_WORDS, GSC_V2_WORDS, SILENCE, UNKNOWN
 
 LABEL_SETS: dict[str, tuple[str, ...]] = {
     "35": GSC_V2_WORDS,
@@ -20,6 +20,11 @@ LABEL_SETS: dict[str, tuple[str, ...]] = {
 # viewed through a named set (FSDD digits under "35s"), a custom vocabulary cannot.
 GSC_VOCABULARY: frozenset[str] = frozenset(GSC_V2_WORDS + (SILENCE,))
 NATURAL = ("auto", "natural", "folder")  # aliases of labels=None: the source's own labels
+# What a source gets when no label set is asked for (DEFAULT_RULE says it in words, for --help).
+DEFAULT_LABELS = "default"
+DEFAULT_RULE = ("'35s' for Speech Commands data (synth, gsc:, and any source or mix whose words include all ten "
+                "12-class words yes/no/up/down/left/right/on/off/stop/go, e.g. synth+folder:gsc12-dev); "
+                "'auto' (the source's own words) for other folders, e.g. a folder of digits gets its 10 labels")
 FAST_TRAIN_CLIPS = 5_000
 
 LabelsArg = str | Sequence[str] | None
@@ -62,12 +67,18 @@ class LabelView:
 def resolve_labels(labels: LabelsArg, index: SourceIndex) -> tuple[tuple[str, ...], list[str]]:
     """The label tuple a source is viewed through, and notes explaining any substitution.
 
+    - "default": `default_labels(index)` (DEFAULT_RULE);
     - None / "auto": the source's natural labels ("35s" for Speech Commands, sorted folder
       names for a folder per word);
     - "35" / "35s" / "12": that set, unless the source holds words outside the Speech
       Commands vocabulary (a custom folder), which keeps its own labels (with a note);
     - a sequence: exactly those labels.
     """
+    if labels == DEFAULT_LABELS:
+        labels = default_labels(index)
+        if labels != "35s":
+            return index.natural_labels, [f"labels: the source's own {len(index.natural_labels)} words (default "
+                                          "for data that is not the Speech Commands set; --labels 35s to override)"]
     if labels is None or (isinstance(labels, str) and labels in NATURAL):
         return index.natural_labels, []
     if isinstance(labels, str):
@@ -81,6 +92,19 @@ def resolve_labels(labels: LabelsArg, index: SourceIndex) -> tuple[tuple[str, ..
                                           f"label set {labels!r} replaced by the source's own labels"]
         return LABEL_SETS[labels], []
     return tuple(labels), []
+
+
+def default_labels(index: SourceIndex) -> str:
+    """ "35s" for Speech Commands data, "auto" for folders of other words (DEFAULT_RULE).
+
+    A Speech Commands layout (synth, gsc:) is always "35s". A folder (or a mix with one) is the
+    Speech Commands set when its words include all ten 12-class words: then the 35s view is
+    complete and the 12-class figures mean something. A folder of digits or of a few commands
+    would otherwise get 36 outputs, most of them for words it never holds.
+    """
+    if index.kind == "gsc" or set(GSC12_WORDS) <= set(index.words):
+        return "35s"
+    return "auto"
 
 
 def stratified_subset(entries: Sequence[ClipEntry], n: int, seed: int) -> tuple[ClipEntry, ...]:

@@ -11,7 +11,10 @@ from kws.train.config import ConfigError, add_config_args, coerce, resolve
 
 
 def build_parser(doc: str = "") -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="train.py", description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from kws.data.views import DEFAULT_RULE
+
+    p = argparse.ArgumentParser(prog="train.py", description=doc, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=f"Labels: --labels default (the default) is {DEFAULT_RULE}.")
     p.add_argument("--config", metavar="YAML", help="YAML file of settings (flags given here override it)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a killed or finished run from its last epoch; "
                    "only epochs, patience, max-minutes, workers, pin-memory, progress, device, threads may change")

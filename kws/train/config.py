@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from kws.data.views import DEFAULT_LABELS
 from kws.fsutil import atomic_write_text
 
 CONFIG_FILE = "config.yaml"
@@ -30,7 +31,7 @@ class TrainConfig:
     # --- what to train, on what
     model: str = "efficientnet_b0"
     data: str = "synth"  # kws.data spec: synth, synth:tiny, gsc:PATH, folder:PATH, A+B
-    labels: str = "35s"  # kws.data label set: "35s", "35", "12" (folder sources: their own words)
+    labels: str = DEFAULT_LABELS  # 35s, 35, 12, auto (the source's own words) or default (see the end of --help)
     pretrained: bool = False  # timm ImageNet weights from the hub
     pretrained_file: str | None = None  # ... or from a local .safetensors/.pth file (offline)
     init_from: str | None = None  # start from trained weights (zoo name, run folder, .safetensors); other labels: fresh head

@@ -38,6 +38,7 @@ from kws.train.report import (
 )
 from kws.train.state import STATE_FILE, RunFileError, apply_state, load_state, save_state
 from kws.train.teacher import Teacher, distill_kl
+from zoo.meta import CheckpointMeta
 
 
 class FeaturesIn(nn.Module):
@@ -529,8 +530,9 @@ def _train(cfg: TrainConfig, env: dist.Env, resume: Path | None, stop_after_epoc
         if env.main:
             write_metrics(run_dir / METRICS_FILE, rows)
             plot_curves(rows, run_dir / "curves.png")
-            meta = {"epoch": epoch + 1, "val_loss": val_loss, "val_acc": val_acc, "data": cfg.data,
-                    "label_set": cfg.labels, "run": run_dir.name}
+            meta = CheckpointMeta(training_data=cfg.data + (f" (cross-validation fold {cfg.fold})" if cfg.fold else ""),
+                                  label_set=cfg.labels, run=run_dir.name, epoch=epoch + 1, val_loss=val_loss,
+                                  val_acc=val_acc).to_dict()
             if improved:
                 zoo.save_checkpoint(eng.model, run_dir / zoo.checkpoint.BEST, meta)
             zoo.save_checkpoint(eng.model, run_dir / zoo.checkpoint.LAST, meta)

@@ -12,11 +12,11 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-from backends.base import (BACKENDS, DEFAULT_THREADS, Backend, BackendStatus, BackendUnavailable, ModelFileError,
-                           as_batch)
+from backends.base import (BACKENDS, DEFAULT_THREADS, Backend, BackendStatus, BackendUnavailable, InferenceError,
+                           ModelFileError, as_batch)
 
-__all__ = ["BACKENDS", "DEFAULT_THREADS", "Backend", "BackendStatus", "BackendUnavailable", "ModelFileError",
-           "as_batch", "backend_class", "create_backend", "list_backends"]
+__all__ = ["BACKENDS", "DEFAULT_THREADS", "Backend", "BackendStatus", "BackendUnavailable", "InferenceError",
+           "ModelFileError", "as_batch", "backend_class", "create_backend", "list_backends"]
 
 # name -> (module, class): resolved lazily so importing backends imports no runtime
 _CLASSES: dict[str, tuple[str, str]] = {

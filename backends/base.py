@@ -28,6 +28,14 @@ class ModelFileError(ValueError):
     """A model file that a backend must not run: not ONNX, no frontend metadata, wrong input kind."""
 
 
+class InferenceError(RuntimeError):
+    """The model computed NaN or infinite scores: never an answer. `rows`: the batch rows affected."""
+
+    def __init__(self, message: str, rows: tuple[int, ...] = ()) -> None:
+        super().__init__(message)
+        self.rows = rows
+
+
 @dataclass(frozen=True)
 class BackendStatus:
     name: str
@@ -50,6 +58,42 @@ class Backend(Protocol):
     def warmup(self, batch_size: int = 1, runs: int = 3) -> None: ...
 
     def predict(self, waves: np.ndarray) -> np.ndarray: ...
+
+
+class BackendBase:
+    """What every backend class shares: the input checks on the way in (as_batch) and the output
+    check on the way out (check_output), around the runtime call each subclass implements (`_run`).
+    No backend overrides `predict`, so no runtime can hand out a NaN probability."""
+
+    frontend: AnyFrontendConfig
+    model_name: str
+
+    def warmup(self, batch_size: int = 1, runs: int = 3) -> None:
+        x = np.zeros((batch_size, self.frontend.clip_samples), np.float32)
+        for _ in range(runs):
+            self.predict(x)
+
+    def predict(self, waves: np.ndarray) -> np.ndarray:
+        return check_output(self._run(as_batch(waves, self.frontend.clip_samples)), self.model_name)
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        """float32 [B, clip_samples] (checked, C-contiguous) -> probabilities [B, N] from the runtime."""
+        raise NotImplementedError
+
+
+def check_output(probs: np.ndarray, model_name: str) -> np.ndarray:
+    """The model's probabilities, or InferenceError naming the rows with NaN or infinite values.
+
+    A NaN is not a low confidence: argmax of NaNs picks a label at random and the JSON of it
+    is invalid, so it must stop here rather than reach a user as an answer.
+    """
+    ok = np.isfinite(probs).all(axis=tuple(range(1, probs.ndim))) if probs.ndim > 1 else np.isfinite(probs)
+    if not ok.all():
+        rows = tuple(int(i) for i in np.flatnonzero(~ok))
+        raise InferenceError(f"{model_name}: the model computed NaN or infinite scores for {len(rows)} of "
+                             f"{len(ok)} clips (batch rows {list(rows[:8])}); the input is outside what it "
+                             f"can score", rows)
+    return probs
 
 
 def as_batch(waves: np.ndarray, clip_samples: int) -> np.ndarray:

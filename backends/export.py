@@ -12,6 +12,7 @@ works too but takes several times longer per model and its output needs the same
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import io
@@ -21,14 +22,14 @@ import time
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import numpy as np
 
 from backends.base import ModelFileError
 from backends.clips import REPO, Clips, get_clips
 from backends.meta import FEATURES_TENSOR, FORMAT, read_onnx_info
-from kws.fsutil import atomic_path, atomic_write_json
+from kws.fsutil import atomic_path, atomic_write_json, file_lock, sweep_temps, temp_files
 
 if TYPE_CHECKING:
     import onnx
@@ -292,6 +293,23 @@ def finalize(model: "onnx.ModelProto", props: dict[str, str]) -> "onnx.ModelProt
     return model
 
 
+def set_parity(model: "onnx.ModelProto", record: dict) -> None:
+    """Record (or replace) the parity check in the model's metadata: one `parity` key, always."""
+    kept = [(m.key, m.value) for m in model.metadata_props if m.key != "parity"]
+    del model.metadata_props[:]
+    for k, v in [*kept, ("parity", json.dumps(record))]:
+        model.metadata_props.add(key=k, value=v)
+
+
+def parity_passed(props: dict[str, str]) -> bool:
+    """Whether the metadata holds a parity record of a check that passed (export or quantize wrote it)."""
+    try:
+        record = json.loads(props.get("parity", "null"))
+    except (ValueError, TypeError):  # not JSON, not text
+        return False
+    return isinstance(record, dict) and record.get("passed") is True
+
+
 def save_model(model: "onnx.ModelProto", path: str | Path) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_bytes(model.SerializeToString())
@@ -402,20 +420,22 @@ def export_onnx(model: "KWSModel", path: str | Path, features_in: bool = False, 
     graph = finalize(graph, build_metadata(model, kind, opset, checkpoint_meta, source))
     if not features_in and FEATURES_TENSOR not in {o for n in graph.graph.node for o in n.output}:
         raise RuntimeError(f"internal: the {FEATURES_TENSOR!r} tensor did not survive optimisation")
-    save_model(graph, path)
     report_parity = None
-    if parity:
-        clips = clips if clips is not None else get_clips(PARITY_CLIPS)
-        report_parity = check_parity(path, model, clips, features_in)
-        if log:
-            log(f"{Path(path).name}: {report_parity.line()}")
-        if report_parity.top1_agreement < min_agreement:
-            Path(path).unlink(missing_ok=True)  # never leave a wrong model where a backend would find it
-            raise ParityError(f"{path}: ONNX export disagrees with PyTorch: {report_parity.line()}; "
-                              f"required agreement {min_agreement:.0%}. The export was deleted.")
-        g = __import__("onnx").load(str(path))
-        g.metadata_props.add(key="parity", value=json.dumps(asdict(report_parity)))
-        save_model(g, path)
+    # Checked under a temporary name and renamed only with its parity record inside: a kill at
+    # any point leaves no file at `path`, or the checked one; never an unchecked model there.
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(graph.SerializeToString())
+        if parity:
+            clips = clips if clips is not None else get_clips(PARITY_CLIPS)
+            report_parity = check_parity(tmp, model, clips, features_in)
+            if log:
+                log(f"{Path(path).name}: {report_parity.line()}")
+            if report_parity.top1_agreement < min_agreement:
+                Path(path).unlink(missing_ok=True)  # never leave a wrong model where a backend would find it
+                raise ParityError(f"{path}: ONNX export disagrees with PyTorch: {report_parity.line()}; "
+                                  f"required agreement {min_agreement:.0%}. The export was deleted.")
+            set_parity(graph, {**asdict(report_parity), "required": min_agreement, "passed": True})
+            tmp.write_bytes(graph.SerializeToString())
     if log and n_gap:
         log(f"{Path(path).name}: {n_gap} ReduceMean(H,W) -> GlobalAveragePool")
     return ExportReport(path=str(path), input_kind=kind, opset=opset, parity=report_parity,
@@ -433,7 +453,9 @@ def resolve_onnx(ref: str | Path, precision: str = "fp32", features_in: bool = F
     ref: a .onnx file (used as is; int8 from an fp32 .onnx is quantized from it), a zoo
     name (shipped weights), a run folder, or a .safetensors checkpoint. Cache key: the
     sha256 of the weights (or ONNX) file + the export recipe version, so retraining or a
-    new recipe never serves a stale graph.
+    new recipe never serves a stale graph. Only an entry with a passed parity record is a hit,
+    and an entry is built under a lock: parallel callers export it once, and a killed export
+    leaves nothing that a later call would serve.
     """
     if precision not in ("fp32", "int8"):
         raise ValueError(f"precision must be 'fp32' or 'int8', got {precision!r}")
@@ -443,7 +465,10 @@ def resolve_onnx(ref: str | Path, precision: str = "fp32", features_in: bool = F
         if precision == "fp32" or info.precision == "int8" or "quantization" in info.props:
             return p
         out = exports_dir() / f"{p.stem}-{file_sha256(p)[:16]}-v{EXPORT_VERSION}" / "model.int8.onnx"
-        return out if _cached(out) else _quantize(p, out, log)
+        if _cached(out):
+            return out
+        with _entry_lock(out.parent):
+            return out if _cached(out) else _quantize(p, out, log)
     from zoo import load_checkpoint, resolve_weights
 
     weights = resolve_weights(ref)
@@ -452,16 +477,31 @@ def resolve_onnx(ref: str | Path, precision: str = "fp32", features_in: bool = F
     folder = exports_dir() / f"{_model_name(weights)}-{file_sha256(weights)[:16]}-v{EXPORT_VERSION}"
     fp32 = folder / ("model.features.onnx" if features_in else "model.onnx")
     if not _cached(fp32):
-        model, meta = load_checkpoint(weights)
-        if log:
-            log(f"exporting {weights} -> {fp32}")
-        export_onnx(model, fp32, features_in=features_in, checkpoint_meta=meta, source=str(weights), log=log)
+        with _entry_lock(folder):
+            if not _cached(fp32):  # another process may have exported it while we waited
+                model, meta = load_checkpoint(weights)
+                if log:
+                    log(f"exporting {weights} -> {fp32}")
+                export_onnx(model, fp32, features_in=features_in, checkpoint_meta=meta, source=str(weights),
+                            log=log)
     if precision == "fp32":
         return fp32
     if features_in:
         raise ValueError("int8 exports are waveform-in only (the frontend stays float)")
     out = folder / "model.int8.onnx"
-    return out if _cached(out) else _quantize(fp32, out, log)
+    if _cached(out):
+        return out
+    with _entry_lock(folder):
+        return out if _cached(out) else _quantize(fp32, out, log)
+
+
+@contextlib.contextmanager
+def _entry_lock(folder: Path) -> Iterator[None]:
+    """Exclusive while one process exports or quantizes into a cache entry; on entry, what a
+    killed exporter left there (temporaries) is swept: under this lock nobody else writes them."""
+    with file_lock(folder / ".lock", what="this export cache entry"):
+        sweep_temps(temp_files(folder))
+        yield
 
 
 def _model_name(weights: Path) -> str:
@@ -471,13 +511,19 @@ def _model_name(weights: Path) -> str:
 
 
 def _cached(path: Path) -> bool:
+    """A usable cache entry: a readable export of this recipe whose parity check passed.
+
+    Entries appear only whole (renamed in with their parity record), so a file without a
+    passed record is not one this code wrote as checked: it is exported again, never served.
+    """
     if not path.is_file():
         return False
     try:
         info = read_onnx_info(path)
-    except (ModelFileError, OSError):
+        tools = json.loads(info.props.get("export_tools", "{}"))
+    except (ModelFileError, OSError, json.JSONDecodeError):
         return False
-    return json.loads(info.props.get("export_tools", "{}")).get("export_version") == EXPORT_VERSION
+    return isinstance(tools, dict) and tools.get("export_version") == EXPORT_VERSION and parity_passed(info.props)
 
 
 def _quantize(fp32: Path, out: Path, log) -> Path:

@@ -70,4 +70,33 @@ def read_onnx_info(path: str | Path) -> ModelInfo:
         raise ModelFileError(f"{p}: not a valid ONNX model ({type(e).__name__}: {str(e)[:200]})") from None
     if not model.graph.node:
         raise ModelFileError(f"{p}: not a valid ONNX model (empty graph)")
-    return parse_metadata({m.key: m.value for m in model.metadata_props}, p)
+    external = external_tensors(model.graph)
+    if external:
+        # An external-data entry names a file to read: a model file must not choose what else is
+        # opened. KWS models are a few MB, far from protobuf's 2 GB limit, so exports never need it.
+        raise ModelFileError(f"{p}: keeps {len(external)} tensors in external data files (e.g. {external[0]!r}); "
+                             f"only self-contained ONNX files are run: re-save it with onnx.save(model, path)")
+    props: dict[str, str] = {}
+    for m in model.metadata_props:
+        # protobuf hands out bytes for a string field that is not valid UTF-8
+        if not isinstance(m.key, str) or not isinstance(m.value, str):
+            raise ModelFileError(f"{p}: metadata entry {m.key!r} is not UTF-8 text")
+        if m.key in props:
+            raise ModelFileError(f"{p}: metadata key {m.key!r} appears twice (onnx.checker refuses such a model)")
+        props[m.key] = m.value
+    return parse_metadata(props, p)
+
+
+def external_tensors(graph) -> list[str]:
+    """Names of the tensors of `graph` (initializers, constants, subgraphs) stored in external files."""
+    from onnx import TensorProto
+
+    out = [t.name for t in [*graph.initializer, *(s.values for s in graph.sparse_initializer)]
+           if t.data_location == TensorProto.EXTERNAL]
+    for node in graph.node:
+        for a in node.attribute:
+            tensors = [*([a.t] if a.HasField("t") else []), *a.tensors]
+            out += [t.name or node.name for t in tensors if t.data_location == TensorProto.EXTERNAL]
+            for g in [*([a.g] if a.HasField("g") else []), *a.graphs]:
+                out += external_tensors(g)
+    return out

@@ -14,7 +14,7 @@ from typing import Any, Callable, ClassVar
 
 import numpy as np
 
-from backends.base import DEFAULT_THREADS, BackendUnavailable, ModelFileError, as_batch
+from backends.base import DEFAULT_THREADS, BackendBase, BackendUnavailable, ModelFileError
 from backends.meta import ModelInfo, parse_metadata
 
 CPU, CUDA, DML = "CPUExecutionProvider", "CUDAExecutionProvider", "DmlExecutionProvider"
@@ -40,7 +40,7 @@ def _installed_ort_package() -> str:
     return "an unknown onnxruntime build"
 
 
-class OrtBackend:
+class OrtBackend(BackendBase):
     """Base for the ort-* backends: model resolution, validation, session, predict."""
 
     name: ClassVar[str] = "ort-cpu"
@@ -115,6 +115,11 @@ class OrtBackend:
             msg = str(e)
             if "INVALID_PROTOBUF" in msg or "Protobuf parsing failed" in msg or "INVALID_GRAPH" in msg:
                 raise ModelFileError(f"{self.path}: not a valid ONNX model ({msg[:300]})") from None
+            if self.provider == CPU:
+                # The CPU provider is built in and was found present: a session it cannot make is
+                # the model's fault (an op ORT lacks, bad data), never "backend unavailable",
+                # which would send a caller to other backends and hide this cause.
+                raise ModelFileError(f"{self.path}: onnxruntime cannot load this model: {msg[:400]}") from None
             raise BackendUnavailable(f"{self.name}: onnxruntime could not create a session with {self.provider} "
                                      f"for {self.path}: {msg[:400]}") from None
         got = sess.get_providers()
@@ -144,13 +149,7 @@ class OrtBackend:
                                  f"(python export.py REF --int8); this one is {info.precision}")
         return info
 
-    def warmup(self, batch_size: int = 1, runs: int = 3) -> None:
-        x = np.zeros((batch_size, self.frontend.clip_samples), np.float32)
-        for _ in range(runs):
-            self.predict(x)
-
-    def predict(self, waves: np.ndarray) -> np.ndarray:
-        x = as_batch(waves, self.frontend.clip_samples)
+    def _run(self, x: np.ndarray) -> np.ndarray:
         return self.session.run([self._output], {self._input: x})[0]
 
     def __repr__(self) -> str:
@@ -208,9 +207,8 @@ class OrtCUDABackend(OrtBackend):
     def device_name(self) -> str:
         return f"cuda:{self.device_id}"
 
-    def predict(self, waves: np.ndarray) -> np.ndarray:
+    def _run(self, x: np.ndarray) -> np.ndarray:
         ort = _ort()
-        x = as_batch(waves, self.frontend.clip_samples)
         binding = self.session.io_binding()
         binding.bind_ortvalue_input(self._input, ort.OrtValue.ortvalue_from_numpy(x, "cuda", self.device_id))
         binding.bind_output(self._output, "cuda", self.device_id)

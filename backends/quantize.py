@@ -276,9 +276,11 @@ def quantize_int8(fp32_path: str | Path, out_path: str | Path, calib: Clips | No
                          evaluation=evalset.source, threads=threads, candidates=cands, seconds=time.time() - t0)
     props = {p.key: p.value for p in full.metadata_props}
     props.pop("parity", None)
+    # the variant chosen (or fp32 itself) met the agreement target: a passed check, as the cache requires
     props.update(precision=precision, quantization=json.dumps(asdict(report), default=str),
                  parity=json.dumps({"reference": "the fp32 ONNX export", "clips": evalset.source,
-                                    "n": len(evalset), "top1_agreement": agree}))
+                                    "n": len(evalset), "top1_agreement": agree, "required": min_agreement,
+                                    "passed": True}))
     del model.metadata_props[:]
     for k, v in props.items():
         model.metadata_props.add(key=k, value=v)

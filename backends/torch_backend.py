@@ -6,7 +6,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from backends.base import BackendUnavailable, ModelFileError, as_batch
+from backends.base import BackendBase, BackendUnavailable, ModelFileError
 
 
 def _torch():
@@ -17,7 +17,7 @@ def _torch():
     return torch
 
 
-class TorchBackend:
+class TorchBackend(BackendBase):
     name: ClassVar[str] = "torch-cpu"
 
     def __init__(self, model: str | Path, threads: int | None = None, device_id: int = 0) -> None:
@@ -56,14 +56,9 @@ class TorchBackend:
     def _device(self, device_id: int) -> str:
         return "cpu"
 
-    def warmup(self, batch_size: int = 1, runs: int = 3) -> None:
-        x = np.zeros((batch_size, self.frontend.clip_samples), np.float32)
-        for _ in range(runs):
-            self.predict(x)
-
-    def predict(self, waves: np.ndarray) -> np.ndarray:
+    def _run(self, waves: np.ndarray) -> np.ndarray:
         torch = _torch()
-        x = torch.from_numpy(as_batch(waves, self.frontend.clip_samples)).to(self.device, non_blocking=True)
+        x = torch.from_numpy(waves).to(self.device, non_blocking=True)
         # cuDNN convolutions default to TF32 on Ampere+; its 10-bit mantissa flipped 3 % of top-1
         # answers of a (random-init) EfficientNet against the CPU on an H200. A backend must give
         # the same answers as the reference, so inference runs in true fp32 (no-op on CPU).

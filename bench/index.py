@@ -35,6 +35,12 @@ PRODUCERS: tuple[tuple[str, str], ...] = (
     ("python -m realtime.measure", "the live detector: mic-to-decision latency, decisions/s and CPU on a real-time "
                                    "replay"),
     ("python -m realtime.screenshot", "a screenshot of the live window"),
+    ("python -m realtime.soak replay-memory", "replay memory: peak RSS of live.py replaying a 1-minute and a 1-hour "
+                                              "48 kHz stereo file"),
+    ("python -m realtime.soak run", "the soak: RSS and the engine's counters (decided, shed, dropped) over a long "
+                                    "real-time replay"),
+    ("python -m fuzz run", "fuzzing of the audio loader, the ONNX metadata reader and the safetensors header "
+                           "reader: cases and outcomes per target"),
     ("python -m kws.train.bench", "training throughput (samples/s) per model, and the data path's clips/s"),
     ("python -m kws.data bench-load", "clip loading speed: decoding (cold) against the memory-mapped cache (warm)"),
     ("pytest bench/micro", "micro-benchmarks (pytest-benchmark) of the frontend and the backends"),

@@ -33,19 +33,20 @@ def main(argv: list[str] | None = None) -> int:
         for s in list_backends():
             print(f"{s.name:13s} {'yes' if s.available else 'no ':3s}  {s.reason}")
         return 0
-    from backends import BackendUnavailable, ModelFileError
+    from backends import BackendUnavailable, InferenceError, ModelFileError
     from kws.predict import format_table, predict_files
 
     try:
         preds = predict_files(args.files, model=args.model, backend=args.backend, batch_size=args.batch_size,
                               threads=args.threads, errors="report")
-    except (BackendUnavailable, ModelFileError, FileNotFoundError, ValueError) as e:
+    except (BackendUnavailable, ModelFileError, InferenceError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     if args.json:
         for p in preds:
+            # allow_nan=False: a NaN would make the line invalid JSON; backends never hand one out
             print(json.dumps({"file": p.path, "label": p.label, "confidence": round(p.confidence, 4),
-                              "top": p.top, "error": p.error}))
+                              "top": p.top, "error": p.error}, allow_nan=False))
     else:
         print(format_table(preds))
     return 1 if any(p.error for p in preds) else 0

@@ -5,9 +5,11 @@ what is wrong with it, so a data-set scan can list bad files and carry on.
 """
 from __future__ import annotations
 
+import math
 import struct
 from fractions import Fraction
 from pathlib import Path
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -19,6 +21,10 @@ MAX_SECONDS = 600.0  # longer files are almost always a mistake (a whole recordi
 MIN_SAMPLE_RATE = 4_000  # below this there is no speech band left to resample from
 MAX_SAMPLE_RATE = 384_000
 SUPPORTED_SUFFIXES = (".wav", ".flac", ".ogg")
+# Float files may go past full scale (1.0), but not by four orders of magnitude: a sample of
+# 3e38 is a corrupt file, and it overflows the log-mel frontend into a NaN "prediction".
+MAX_ABS_SAMPLE = 1e4
+STREAM_BLOCK_S = 1.0  # seconds of the file read at a time by stream_audio
 
 
 class AudioError(ValueError):
@@ -70,6 +76,64 @@ def fit_length(x: np.ndarray, length: int = CLIP_SAMPLES, offset: int | str = "c
     return np.pad(x, pad)
 
 
+class ResampleStream:
+    """`resample` of a signal that arrives in blocks: the outputs, concatenated, equal
+    resample(whole signal) sample for sample, in memory bounded by the block size.
+
+    resample_poly's FIR reaches `half_len` upsampled samples either side, so each output
+    depends on a bounded stretch of input. Each call resamples the buffered input (kept from
+    a multiple of `down`, where the polyphase grid of a slice lines up with the whole's) and
+    keeps only the outputs whose whole stretch is buffered; `flush` ends the signal with the
+    same zero padding the one-shot call uses.
+    """
+
+    def __init__(self, orig_sr: int, target_sr: int = SAMPLE_RATE) -> None:
+        ratio = Fraction(target_sr, orig_sr)
+        self.up, self.down = ratio.numerator, ratio.denominator
+        half_len = 10 * max(self.up, self.down)  # resample_poly's filter half length (upsampled samples)
+        self.margin = self.down * (math.ceil(half_len / (self.up * self.down)) + 2)  # input samples
+        self._buf = np.zeros(0, np.float32)
+        self._start = 0  # input index of _buf[0], a multiple of `down`
+        self._n_in = 0
+        self._done = 0  # outputs handed out
+
+    def process(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float32).ravel()
+        if self.up == self.down:
+            return x
+        self._buf = np.concatenate((self._buf, x))
+        self._n_in += x.size
+        return self._emit((self._n_in - self.margin) * self.up // self.down)
+
+    def flush(self) -> np.ndarray:
+        """The last outputs, once the input has ended."""
+        if self.up == self.down:
+            return np.zeros(0, np.float32)
+        n = self._n_in * self.up
+        return self._emit(n // self.down + bool(n % self.down))
+
+    def _emit(self, upto: int) -> np.ndarray:
+        if upto <= self._done:
+            return np.zeros(0, np.float32)
+        from scipy.signal import resample_poly
+
+        first = self._start * self.up // self.down
+        y = resample_poly(self._buf, self.up, self.down)[self._done - first : upto - first]
+        self._done = upto
+        keep = max(0, self._done * self.down // self.up - self.margin) // self.down * self.down
+        if keep > self._start:
+            self._buf = self._buf[keep - self._start :]
+            self._start = keep
+        return y.astype(np.float32, copy=False)
+
+
+def resampled_length(frames: int, orig_sr: int, target_sr: int = SAMPLE_RATE) -> int:
+    """Samples that `resample` makes of `frames` input samples."""
+    ratio = Fraction(target_sr, orig_sr)
+    n = frames * ratio.numerator
+    return n // ratio.denominator + bool(n % ratio.denominator)
+
+
 def check_waveform(x: np.ndarray, path: str | Path = "<array>") -> np.ndarray:
     """Validate an in-memory waveform the way a file would be validated."""
     if x.size == 0:
@@ -77,19 +141,18 @@ def check_waveform(x: np.ndarray, path: str | Path = "<array>") -> np.ndarray:
     if not np.all(np.isfinite(x)):
         bad = int(np.size(x) - np.count_nonzero(np.isfinite(x)))
         raise AudioError(path, f"{bad} NaN or infinite samples", "nan")
+    peak = float(np.max(np.abs(x)))
+    if peak > MAX_ABS_SAMPLE:
+        bad = int(np.count_nonzero(np.abs(x) > MAX_ABS_SAMPLE))
+        raise AudioError(path, f"{bad} absurd sample values (peak |x| = {peak:.3g}; full scale is 1.0, over "
+                         f"{MAX_ABS_SAMPLE:g} is a corrupt float file)", "range")
     return x
 
 
-def load_audio(
-    path: str | Path,
-    target_sr: int = SAMPLE_RATE,
-    max_seconds: float | None = MAX_SECONDS,
-    max_channels: int = 2,
-) -> np.ndarray:
-    """Read a file as mono float32 at `target_sr`. Raises AudioError on any bad input.
+def probe_audio(path: str | Path, max_seconds: float | None = MAX_SECONDS, max_channels: int = 2) -> Any:
+    """Every check that needs no sample data (existence, format, header, length, rate, channels).
 
-    Stereo is averaged to mono; more channels than `max_channels` is refused because a
-    plain average of e.g. a 5.1 mix or an Ambisonics recording is not what the user meant.
+    Returns soundfile's info for the file; raises AudioError naming the file and the problem.
     """
     sf = _sf()
     p = Path(path)
@@ -123,18 +186,90 @@ def load_audio(
     if max_seconds is not None and info.duration > max_seconds:
         raise AudioError(p, f"audio is {info.duration / 60:.1f} min long, over the "
                          f"{max_seconds / 60:.0f} min limit (pass max_seconds=None to allow it)", "too_long")
+    return info
+
+
+def _mono(data: np.ndarray, p: Path) -> np.ndarray:
+    """Checked float32 [frames, channels] -> mono (stereo averaged)."""
+    check_waveform(data, p)
+    return data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
+
+
+def _short_wav(p: Path, read: int, frames: int) -> AudioError | None:
+    if p.suffix.lower() == ".wav" and read < frames:
+        return AudioError(p, f"truncated: header promises {frames} frames, file holds {read}", "truncated")
+    return None
+
+
+def load_audio(
+    path: str | Path,
+    target_sr: int = SAMPLE_RATE,
+    max_seconds: float | None = MAX_SECONDS,
+    max_channels: int = 2,
+) -> np.ndarray:
+    """Read a file as mono float32 at `target_sr`. Raises AudioError on any bad input.
+
+    Stereo is averaged to mono; more channels than `max_channels` is refused because a
+    plain average of e.g. a 5.1 mix or an Ambisonics recording is not what the user meant.
+    """
+    sf = _sf()
+    p = Path(path)
+    info = probe_audio(p, max_seconds, max_channels)
     try:
         data, sr = sf.read(str(p), dtype="float32", always_2d=True)
     except Exception as e:
         raise AudioError(p, f"truncated or corrupt audio data ({e})", "truncated") from None
     if data.shape[0] == 0:
         raise AudioError(p, "zero-length audio (no sample frames)", "empty")
-    if p.suffix.lower() == ".wav" and data.shape[0] < info.frames:
-        raise AudioError(p, f"truncated: header promises {info.frames} frames, file holds "
-                         f"{data.shape[0]}", "truncated")
-    check_waveform(data, p)
-    mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
-    return resample(mono, sr, target_sr)
+    short = _short_wav(p, data.shape[0], info.frames)
+    if short is not None:
+        raise short
+    return resample(_mono(data, p), sr, target_sr)
+
+
+def stream_audio(
+    path: str | Path,
+    target_sr: int = SAMPLE_RATE,
+    max_seconds: float | None = None,
+    max_channels: int = 2,
+    block_s: float = STREAM_BLOCK_S,
+) -> Iterator[np.ndarray]:
+    """load_audio in blocks: mono float32 at `target_sr`, `block_s` of the file read at a time.
+
+    The blocks, concatenated, equal load_audio(path) sample for sample (ResampleStream), and
+    memory stays flat whatever the file's length. The header is checked before the first
+    block; a problem in the data (NaN, absurd values, a short file) raises AudioError at the
+    block where it is found.
+    """
+    sf = _sf()
+    p = Path(path)
+    info = probe_audio(p, max_seconds, max_channels)
+    rs = ResampleStream(info.samplerate, target_sr)
+    read = 0
+    try:
+        f = sf.SoundFile(str(p))
+    except Exception as e:
+        raise AudioError(p, f"truncated or corrupt audio data ({e})", "truncated") from None
+    with f:
+        while True:
+            try:
+                data = f.read(max(1, round(block_s * info.samplerate)), dtype="float32", always_2d=True)
+            except Exception as e:
+                raise AudioError(p, f"truncated or corrupt audio data ({e})", "truncated") from None
+            if data.shape[0] == 0:
+                break
+            read += data.shape[0]
+            out = rs.process(_mono(data, p))
+            if out.size:
+                yield out
+    if read == 0:
+        raise AudioError(p, "zero-length audio (no sample frames)", "empty")
+    short = _short_wav(p, read, info.frames)
+    if short is not None:
+        raise short
+    tail = rs.flush()
+    if tail.size:
+        yield tail
 
 
 def _wav_data_shortfall(p: Path, max_chunks: int = 64) -> tuple[int, int] | None:

@@ -1,6 +1,8 @@
 """Crash-safe file writing: write to a temporary sibling, fsync, then rename.
 
-A killed job leaves either the old file or the new one, never half of one.
+A killed job leaves either the old file or the new one, never half of one; what it leaves
+is at most a temporary (`.NAME.XXXX.tmp`), which the next job swept up by `sweep_temps`
+while it holds the lock (`file_lock`) that guards the folder's writers.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from typing import Any, Iterator
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+TEMP_SUFFIX = ".tmp"
 
 
 @contextlib.contextmanager
@@ -20,7 +23,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path in the same folder; rename it over `path` on success."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -34,6 +37,66 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+class LockedError(BlockingIOError):
+    """file_lock(blocking=False) found the lock held; the message names the folder and the holder's pid."""
+
+
+def temp_files(folder: str | Path, name: str | None = None) -> list[Path]:
+    """The temporaries atomic_path leaves when killed: of `name`, or of every file in `folder`."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    pattern = f".{name}.*{TEMP_SUFFIX}" if name is not None else f".*{TEMP_SUFFIX}"
+    return sorted(p for p in folder.glob(pattern) if p.is_file())
+
+
+def sweep_temps(paths: list[Path]) -> int:
+    """Delete stale temporaries; returns the bytes freed. Only call it while holding the lock
+    of the job that writes them: a running writer's temporary is not stale."""
+    freed = 0
+    for p in paths:
+        try:
+            size = p.stat().st_size
+            p.unlink()
+            freed += size
+        except FileNotFoundError:  # another sweeper (of another lock) got there first
+            continue
+    return freed
+
+
+@contextlib.contextmanager
+def file_lock(path: str | Path, *, blocking: bool = True, what: str = "this file") -> Iterator[None]:
+    """An exclusive advisory lock (flock) on `path` for the duration of the block.
+
+    The lock goes with the open file, so a SIGKILLed holder releases it at once: nothing
+    stale is left to clean. `blocking=False` raises LockedError naming the holder's pid
+    (written into the lock file) instead of waiting. `what` names the guarded thing in that
+    message. Without fcntl (Windows) it does not lock; atomic renames still keep files whole.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    with open(path, "a+") as f:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "?"
+            raise LockedError(f"{path.parent}: {what} is in use by another process (pid {holder})") from None
+        try:
+            f.seek(0)
+            f.truncate()
+            f.write(str(os.getpid()))
+            f.flush()
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:

@@ -61,9 +61,12 @@ def predict_files(paths: Iterable[str | Path], model: str | Path | None = None, 
                   top_k: int = 3) -> list[Prediction]:
     """Predictions for many files, in order, `batch_size` clips per backend call.
 
-    errors="raise": the first unreadable file raises its AudioError (which names it);
-    errors="report": it becomes a Prediction with label None and the error message.
+    errors="raise": the first unreadable file raises its AudioError (which names it), and a
+    clip the model scores as NaN/inf raises backends.InferenceError;
+    errors="report": either becomes a Prediction with label None and the error message.
     """
+    from backends import InferenceError
+
     if errors not in ("raise", "report"):
         raise ValueError(f"errors must be 'raise' or 'report', got {errors!r}")
     if batch_size < 1:
@@ -83,10 +86,28 @@ def predict_files(paths: Iterable[str | Path], model: str | Path | None = None, 
                     raise
                 results[i] = Prediction(paths[i], None, 0.0, (), str(e))
         if waves:
-            probs = be.predict(np.stack(waves))
+            try:
+                probs = be.predict(np.stack(waves))
+            except InferenceError as e:
+                if errors == "raise":
+                    raise InferenceError(f"{', '.join(paths[idx[r]] for r in e.rows)}: {e}", e.rows) from None
+                probs = _rescore(be, waves, e.rows)
             for i, pr in zip(idx, probs):
-                results[i] = _prediction(paths[i], pr, be.labels, top_k)
+                results[i] = (_prediction(paths[i], pr, be.labels, top_k) if pr is not None else
+                              Prediction(paths[i], None, 0.0, (), f"{paths[i]}: the model computed NaN or "
+                                                                  f"infinite scores for this clip"))
     return [r for r in results if r is not None]
+
+
+def _rescore(be, waves: list[np.ndarray], bad: Sequence[int]) -> list[np.ndarray | None]:
+    """The batch without its non-finite rows (None in their place): rows are independent clips."""
+    bad_set = set(bad)
+    good = [j for j in range(len(waves)) if j not in bad_set]
+    probs: list[np.ndarray | None] = [None] * len(waves)
+    if good:
+        for j, pr in zip(good, be.predict(np.stack([waves[j] for j in good]))):
+            probs[j] = pr
+    return probs
 
 
 def _prediction(path: str, probs: np.ndarray, labels: Sequence[str], top_k: int) -> Prediction:

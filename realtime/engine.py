@@ -84,6 +84,9 @@ class EngineConfig:
     targets: tuple[str, ...] | None = None  # classes allowed to fire; None: every word class
     vad: VADConfig = field(default_factory=VADConfig)
     queue_s: float = 0.5  # audio the worker may lag behind; beyond, the oldest blocks are dropped
+    shed_s: float | None = None  # overload: while more audio than this waits, hops are not decided (counted,
+    # their audio kept in the window of the next decided hop) so the worker catches up before any audio is
+    # dropped; None: a fifth of queue_s
     max_pending_decisions: int = 256  # decisions waiting for a slow consumer (UI); the oldest go first
     max_pending_detections: int = 1024  # detections are rare (<= 1 per cooldown): kept separately, so a
     # consumer that only keeps up with them (a printer, a log) never misses one
@@ -105,6 +108,9 @@ class EngineConfig:
             problems.append(f"cooldown_s={self.cooldown_s} must be >= 0")
         if not self.queue_s >= self.hop_s:
             problems.append(f"queue_s={self.queue_s} must hold at least one hop")
+        if self.shed_s is not None and not 0 <= self.shed_s < self.queue_s:
+            problems.append(f"shed_s={self.shed_s} must be in [0, queue_s={self.queue_s}): shedding hops comes "
+                            f"before dropping audio")
         if min(self.max_pending_decisions, self.max_pending_detections, self.stats_size) < 1:
             problems.append("queue and statistics sizes must be >= 1")
         if problems:
@@ -127,6 +133,10 @@ class EngineConfig:
     @property
     def queue_samples(self) -> int:
         return round(self.queue_s * SAMPLE_RATE)
+
+    @property
+    def shed_samples(self) -> int:
+        return round((self.queue_s / 5 if self.shed_s is None else self.shed_s) * SAMPLE_RATE)
 
     @property
     def cooldown_samples(self) -> int:
@@ -522,6 +532,7 @@ class EngineStats:
     dropped_blocks: int  # audio blocks dropped because the worker fell behind
     dropped_samples: int
     skipped_hops: int  # hops lost in those gaps
+    shed_hops: int  # hops not decided under overload (the model was behind); their audio was kept
     dropped_decisions: int  # decisions a slow consumer never polled
     dropped_detections: int  # detections nobody polled (only if poll_detections is never called)
     queue_samples: int
@@ -541,8 +552,11 @@ def _pct(values: Sequence[float], q: float) -> float | None:
 class DetectionEngine:
     """Runs a StreamProcessor in a worker thread, fed by a source's callback through a bounded queue.
 
-    `feed()` never blocks a real-time producer. Consumers either pass callbacks (called on the
-    worker thread; keep them short) or `poll()` the bounded queue of recent decisions.
+    `feed()` never blocks a real-time producer. When the model cannot keep up, the worker first
+    sheds decisions (hops that need the model are skipped, and counted, while more than
+    `shed_s` of audio waits), and only a queue overflowing `queue_s` drops audio. Consumers
+    either pass callbacks (called on the worker thread; keep them short) or `poll()` the
+    bounded queue of recent decisions.
     """
 
     def __init__(self, predict_fn: PredictFn, labels: Sequence[str], cfg: EngineConfig | None = None, *,
@@ -570,6 +584,8 @@ class DetectionEngine:
         self._infer: collections.deque[float] = collections.deque(maxlen=self.cfg.stats_size)
         self._recent: collections.deque[float] = collections.deque(maxlen=256)  # decision clock times
         self.decisions = self.inferred = self.detections = self.dropped_decisions = self.dropped_detections = 0
+        self.shed_hops = 0
+        self._lossless = False  # set by feed(wait=True): a file replayed as fast as possible loses nothing
         self._last_level: float | None = None
         self._last_time_s = 0.0
 
@@ -583,6 +599,7 @@ class DetectionEngine:
         """
         x = np.array(block, dtype=np.float32, copy=True).ravel()  # the caller may reuse its buffer
         t = self.clock() if t_enter is None else t_enter
+        self._lossless = self._lossless or wait  # a producer that waits is slowed down, never shed
         start = self._fed
         self._fed += x.size
         return self._audio.put(x, t, start, wait=wait, timeout=timeout)
@@ -650,8 +667,8 @@ class DetectionEngine:
             decisions=self.decisions, inferred=self.inferred, detections=self.detections,
             decisions_per_s=rate, stream_s=self._last_time_s,
             dropped_blocks=self._audio.dropped_blocks, dropped_samples=self._audio.dropped_samples,
-            skipped_hops=self._proc.skipped_hops, dropped_decisions=self.dropped_decisions,
-            dropped_detections=self.dropped_detections,
+            skipped_hops=self._proc.skipped_hops, shed_hops=self.shed_hops,
+            dropped_decisions=self.dropped_decisions, dropped_detections=self.dropped_detections,
             queue_samples=self._audio.samples, queue_high_water=self._audio.high_water,
             latency_p50_ms=_pct(lat_i, 50), latency_p95_ms=_pct(lat_i, 95),
             latency_all_p50_ms=_pct(lat_a, 50), latency_all_p95_ms=_pct(lat_a, 95),
@@ -664,6 +681,7 @@ class DetectionEngine:
     # -- worker
     def _run(self) -> None:
         proc, n = self._proc, len(self.labels)
+        shed_after = self.cfg.shed_samples
         try:
             while not self._stop.is_set():
                 item = self._audio.get(timeout=0.1)
@@ -675,6 +693,11 @@ class DetectionEngine:
                 for frame in proc.feed(block, t_enter, start):
                     probs = infer = None
                     if frame.window is not None:
+                        if not self._lossless and self._audio.samples > shed_after:
+                            # Overload: shed this hop's decision, not audio. Its samples stay in the
+                            # ring, inside the window of the next hop that is decided.
+                            self.shed_hops += 1
+                            continue
                         t0 = self.clock()
                         probs = check_probs(self.predict_fn(frame.window[None, :]), 1, n)[0]
                         infer = self.clock() - t0

@@ -724,7 +724,8 @@ class LiveWindow(QMainWindow):
             self.latency_pill.setToolTip("from the moment the newest sample entered the buffer to the decision")
         drops = s.dropped_blocks
         self.status_drop.setText(f"{s.decisions} decisions · {s.inferred} inferred · {s.detections} detections · "
-                                 f"dropped {drops} block{'s' if drops != 1 else ''}")
+                                 + (f"shed {s.shed_hops} hops · " if s.shed_hops else "")
+                                 + f"dropped {drops} block{'s' if drops != 1 else ''}")
         if drops:
             self.status_drop.setStyleSheet(f"color: {WARN};")
 

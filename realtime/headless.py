@@ -29,6 +29,7 @@ def format_summary(stats: EngineStats, realtime: bool = True) -> str:
            else "latency not measured (fast replay)")
     return (f"{stats.decisions} decisions over {stats.stream_s:.1f} s of audio ({stats.inferred} ran the model), "
             f"{stats.detections} detections; {lat}; "
+            f"shed {stats.shed_hops} hops under overload; "
             f"dropped {stats.dropped_blocks} blocks ({stats.dropped_samples} samples)")
 
 

@@ -95,15 +95,19 @@ def load_predictor(model: str, backend: str = DEFAULT_BACKEND, threads: int = 1,
     known = tuple(getattr(be_mod, "BACKENDS", ()))
     if known and backend != "auto" and backend not in known:
         raise ModelLoadError(f"unknown backend {backend!r}; choose one of: auto, {', '.join(known)}")
+    onnx = str(model).lower().endswith(".onnx")
     if backend == "auto":
         status = available_backends()
-        order = [b for b in AUTO_ORDER if status.get(b) == ""]
+        # torch backends run checkpoints only: offering them an .onnx file can only fail, and that
+        # failure ("torch-cpu runs PyTorch checkpoints") would replace the real one
+        order = [b for b in AUTO_ORDER if status.get(b) == "" and not (onnx and b.startswith("torch-"))]
         if not order:
             raise ModelLoadError("no inference backend is available: " +
                                  "; ".join(f"{k}: {v}" for k, v in status.items()))
         candidates, backend_is_default = order, True
     else:
-        candidates = [backend] + (list(DEFAULT_FALLBACKS) if backend_is_default else [])
+        fallbacks = [b for b in DEFAULT_FALLBACKS if not (onnx and b.startswith("torch-"))]
+        candidates = [backend] + (fallbacks if backend_is_default else [])
     first_reason = ""
     for i, name in enumerate(candidates):
         try:
@@ -116,8 +120,8 @@ def load_predictor(model: str, backend: str = DEFAULT_BACKEND, threads: int = 1,
         except ModelLoadError:
             raise
         except Exception as e:  # a model that won't load: missing/corrupt weights, wrong format, ORT errors
-            raise ModelLoadError(f"cannot load model {model!r} with backend {name!r}: "
-                                 f"{type(e).__name__}: {e}") from None
+            raise ModelLoadError(f"cannot load model {model!r} with backend {name!r}: {type(e).__name__}: {e}"
+                                 + (f" (after {first_reason})" if first_reason else "")) from None
         if i > 0 and notify is not None:
             notify(f"{first_reason}; using {name} instead")
         return pred

@@ -14,11 +14,11 @@ import math
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Iterator, Protocol
 
 import numpy as np
 
-from kws.audio import SAMPLE_RATE, check_waveform, load_audio
+from kws.audio import SAMPLE_RATE, check_waveform, probe_audio, resampled_length, stream_audio
 
 Sink = Callable[[np.ndarray, float], None]
 
@@ -294,6 +294,10 @@ class ReplaySource:
 
     In real time, block i is delivered when its newest sample would have been captured, so
     the engine sees exactly what a microphone would give it (and latencies mean the same).
+    A file is streamed (kws.audio.stream_audio): memory stays flat whatever its length, and
+    the samples are those load_audio would give. Its header is checked here, so a file that
+    cannot be read fails before anything starts; a problem found later in its data stops the
+    replay with the file's error (`check`).
     """
 
     def __init__(self, path: str | Path | None = None, *, wave: np.ndarray | None = None, realtime: bool = True,
@@ -302,16 +306,20 @@ class ReplaySource:
             raise ValueError("give exactly one of path or wave")
         if speed <= 0:
             raise ValueError("speed must be > 0")
-        if path is not None:
-            self.wave = load_audio(path, max_seconds=None)  # AudioError names the file and the problem
-            label = Path(path).name
+        self.path = Path(path) if path is not None else None
+        self.wave: np.ndarray | None = None
+        if self.path is not None:
+            info = probe_audio(self.path, max_seconds=None)  # AudioError names the file and the problem
+            self._samples = resampled_length(info.frames, info.samplerate)
+            label = self.path.name
         else:
             self.wave = check_waveform(np.asarray(wave, dtype=np.float32).ravel(), name or "<array>")
+            self._samples = self.wave.size
             label = name or "array"
         self.realtime = realtime
         self.block = max(1, round(block_s * SAMPLE_RATE))
         self.speed = speed
-        self.description = f"replay: {label} ({self.wave.size / SAMPLE_RATE:.1f} s, " \
+        self.description = f"replay: {label} ({self.duration_s:.1f} s, " \
                            f"{'real time' if realtime else 'fast'})"
         self.error: str | None = None
         self.done = threading.Event()
@@ -320,7 +328,28 @@ class ReplaySource:
 
     @property
     def duration_s(self) -> float:
-        return self.wave.size / SAMPLE_RATE
+        return self._samples / SAMPLE_RATE
+
+    def blocks(self) -> Iterator[np.ndarray]:
+        """The audio in blocks of `self.block` samples (the last one shorter)."""
+        if self.wave is not None:
+            for s in range(0, self.wave.size, self.block):
+                yield self.wave[s : s + self.block]
+            return
+        pending: list[np.ndarray] = []
+        have = 0
+        for chunk in stream_audio(self.path):
+            pending.append(chunk)
+            have += chunk.size
+            if have < self.block:
+                continue
+            buf = np.concatenate(pending)
+            n = buf.size - buf.size % self.block
+            for s in range(0, n, self.block):
+                yield buf[s : s + self.block]
+            pending, have = [buf[n:]], buf.size - n
+        if have:
+            yield np.concatenate(pending)
 
     def start(self, sink: Sink, on_end: Callable[[], None] | None = None) -> None:
         self._thread = threading.Thread(target=self._run, args=(sink, on_end), name="kws-replay", daemon=True)
@@ -328,17 +357,18 @@ class ReplaySource:
 
     def _run(self, sink: Sink, on_end: Callable[[], None] | None) -> None:
         t0 = time.perf_counter()
+        s = 0
         try:
-            for i, s in enumerate(range(0, self.wave.size, self.block)):
-                block = self.wave[s : s + self.block]
+            for block in self.blocks():
+                s += block.size
                 if self.realtime:
-                    due = t0 + (s + block.size) / SAMPLE_RATE / self.speed
+                    due = t0 + s / SAMPLE_RATE / self.speed
                     if self._stop.wait(max(0.0, due - time.perf_counter())):
                         break
                 elif self._stop.is_set():
                     break
                 sink(block, time.perf_counter())
-        except Exception as e:  # the engine refused the audio (closed or failed)
+        except Exception as e:  # a problem in the file's data, or the engine refused the audio (closed or failed)
             self.error = f"replay stopped: {e}"
         finally:
             self.done.set()

@@ -3,7 +3,8 @@ from zoo.registry import list_models, is_model, register_model  # noqa: F401
 from zoo.model import KWSModel, ModelConfig, count_macs, count_params  # noqa: F401
 from zoo.factory import PretrainedUnavailable  # noqa: F401
 from zoo.checkpoint import (  # noqa: F401
-    default_model, load_checkpoint, load_model, read_header, resolve_weights, save_checkpoint, shipped_models,
+    CheckpointError, default_model, load_checkpoint, load_model, read_header, resolve_weights, save_checkpoint,
+    shipped_models,
 )
 
 from zoo import timm_models  # noqa: F401,E402  (registers the timm backbones)

@@ -14,6 +14,10 @@ FORMAT = "kws-zoo/1"
 BEST, LAST = "best.safetensors", "last.safetensors"
 
 
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be loaded; the message names the file and the problem."""
+
+
 def save_checkpoint(model: KWSModel, path: str | Path, meta: dict | None = None, half: bool = False) -> Path:
     """Write model weights + config atomically. `half` stores float tensors as fp16 (shipping)."""
     from safetensors.torch import save_file
@@ -35,39 +39,53 @@ def save_checkpoint(model: KWSModel, path: str | Path, meta: dict | None = None,
 
 
 def read_checkpoint(path: str | Path) -> tuple[ModelConfig, dict[str, torch.Tensor], dict]:
-    from safetensors import safe_open
-
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"{p}: checkpoint not found")
-    if p.suffix == ".onnx":
-        raise ValueError(f"{p}: this is an ONNX model, not a zoo checkpoint; open it with an ort-* backend")
-    if p.suffix != ".safetensors":
-        raise ValueError(f"{p}: zoo checkpoints are .safetensors files (pickled checkpoints are never loaded)")
-    try:
-        with safe_open(str(p), framework="pt") as f:
-            md = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as e:
-        raise ValueError(f"{p}: not a valid safetensors file ({e})") from None
-    if md.get("format") != FORMAT or "config" not in md:
-        raise ValueError(f"{p}: safetensors file without kws-zoo metadata (not written by this project's trainer)")
-    return ModelConfig.from_json(md["config"]), tensors, json.loads(md.get("meta", "{}"))
+    """(config, tensors, meta) of a checkpoint; CheckpointError for anything wrong with the file."""
+    p = _checked_path(path)
+    tensors: dict[str, torch.Tensor] = {}
+    cfg, meta = _read(p, tensors)
+    return cfg, tensors, meta
 
 
 def read_header(path: str | Path) -> tuple[ModelConfig, dict]:
     """(config, meta) of a checkpoint from its header alone: no tensor is read."""
+    return _read(_checked_path(path), None)
+
+
+def _checked_path(path: str | Path) -> Path:
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: checkpoint not found")
+    if p.suffix == ".onnx":
+        raise CheckpointError(f"{p}: this is an ONNX model, not a zoo checkpoint; open it with an ort-* backend")
+    if p.suffix != ".safetensors":
+        raise CheckpointError(f"{p}: zoo checkpoints are .safetensors files (pickled checkpoints are never loaded)")
+    return p
+
+
+def _read(p: Path, tensors: dict[str, torch.Tensor] | None) -> tuple[ModelConfig, dict]:
+    """The checked (config, meta) of `p`'s header; fills `tensors` too unless it is None."""
     from safetensors import safe_open
 
-    p = Path(path)
     try:
         with safe_open(str(p), framework="pt") as f:
             md = f.metadata() or {}
+            if tensors is not None:
+                tensors.update({k: f.get_tensor(k) for k in f.keys()})
     except Exception as e:
-        raise ValueError(f"{p}: not a valid safetensors file ({e})") from None
+        raise CheckpointError(f"{p}: not a valid safetensors file ({str(e)[:300]})") from None
     if md.get("format") != FORMAT or "config" not in md:
-        raise ValueError(f"{p}: safetensors file without kws-zoo metadata (not written by this project's trainer)")
-    return ModelConfig.from_json(md["config"]), json.loads(md.get("meta", "{}"))
+        raise CheckpointError(f"{p}: safetensors file without kws-zoo metadata (not written by this project's trainer)")
+    try:
+        cfg = ModelConfig.from_json(md["config"])
+    except ValueError as e:
+        raise CheckpointError(f"{p}: {e}") from None
+    try:
+        meta = json.loads(md.get("meta", "{}"))
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{p}: its 'meta' metadata is not valid JSON ({e})") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{p}: its 'meta' metadata must be a JSON object, got {type(meta).__name__}")
+    return cfg, meta
 
 
 def build_from_config(cfg: ModelConfig) -> KWSModel:
@@ -76,13 +94,25 @@ def build_from_config(cfg: ModelConfig) -> KWSModel:
 
 def load_checkpoint(path: str | Path) -> tuple[KWSModel, dict]:
     cfg, tensors, meta = read_checkpoint(path)
-    model = build_from_config(cfg)
+    try:
+        model = build_from_config(cfg)
+    except (TypeError, ValueError) as e:  # settings that pass the file checks but not the model's own
+        raise CheckpointError(f"{path}: cannot build {cfg.name} from its config ({e})") from None
     ref = model.state_dict()
+    wrong = [f"{k} {tuple(v.shape)} (expected {tuple(ref[k].shape)})" for k, v in tensors.items()
+             if k in ref and v.shape != ref[k].shape]
+    if wrong:
+        raise CheckpointError(f"{path}: weights do not match {cfg.name}: {len(wrong)} tensors of the wrong shape, "
+                              f"e.g. {'; '.join(wrong[:3])}")
     tensors = {k: v.to(ref[k].dtype) if k in ref else v for k, v in tensors.items()}
+    bad = [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:  # such a model answers NaN: refuse it here, naming the tensors
+        raise CheckpointError(f"{path}: {len(bad)} tensors hold NaN or infinite values, e.g. {bad[:3]}")
     missing, unexpected = model.load_state_dict(tensors, strict=False)
     missing = [k for k in missing if k not in model.package_weights()]  # those stay as installed
     if missing or unexpected:
-        raise ValueError(f"{path}: weights do not match {cfg.name} (missing {missing[:4]}, unexpected {unexpected[:4]})")
+        raise CheckpointError(f"{path}: weights do not match {cfg.name} (missing {missing[:4]}, "
+                              f"unexpected {unexpected[:4]})")
     model.eval()
     return model, meta
 

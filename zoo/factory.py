@@ -32,9 +32,15 @@ def build_timm(name: str, timm_name: str, *, num_classes: int | None = None, lab
                in_chans: int = 3, frontend: FrontendConfig | None = None, **kw) -> KWSModel:
     import timm
 
+    from zoo.registry import check_file_kwargs
+
     fe = frontend or FrontendConfig(in_chans=in_chans)
+    try:  # the arguments go into the checkpoint: only those a file may carry back (zoo.registry)
+        kw = check_file_kwargs(name, kw)
+    except ValueError as e:
+        raise TypeError(f"{name}: {e}") from None
     cfg = ModelConfig(name=name, labels=labels_for(num_classes, labels), frontend=fe, head="progressive",
-                      kwargs={k: v for k, v in kw.items() if isinstance(v, (int, float, str, bool))})
+                      kwargs=dict(kw))
     if pretrained and pretrained_file is None:
         def unavailable(why: str) -> PretrainedUnavailable:
             return PretrainedUnavailable(

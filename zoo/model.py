@@ -14,6 +14,9 @@ from kws.frontends import AnyFrontendConfig, build_frontend, config_from_dict
 from kws.labels import GSC_V2_WORDS
 
 
+MAX_LABELS = 1000  # a classifier head over more is not a keyword spotter (and a file must not size one)
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Everything needed to rebuild a model and feed it: saved in checkpoints and ONNX metadata."""
@@ -34,9 +37,33 @@ class ModelConfig:
 
     @classmethod
     def from_json(cls, s: str) -> "ModelConfig":
-        d = json.loads(s)
-        return cls(name=d["name"], labels=tuple(d["labels"]), frontend=config_from_dict(d["frontend"]),
-                   head=d.get("head", "progressive"), kwargs=d.get("kwargs", {}))
+        """The config a file carries, checked field by field (ValueError says what is wrong; the
+        caller names the file): a registered model, plain labels, a bounded frontend, and only
+        the constructor arguments that model's family accepts from a file (zoo.registry)."""
+        from zoo.registry import check_file_kwargs, is_model
+
+        try:
+            d = json.loads(s)
+        except (json.JSONDecodeError, TypeError) as e:
+            raise ValueError(f"model config is not valid JSON ({e})") from None
+        if not isinstance(d, dict):
+            raise ValueError(f"model config must be a JSON object, got {type(d).__name__}")
+        name, labels, head = d.get("name"), d.get("labels"), d.get("head", "progressive")
+        if not isinstance(name, str) or not is_model(name):
+            raise ValueError(f"model config names no registered model ({name!r})")
+        if (not isinstance(labels, list) or not 2 <= len(labels) <= MAX_LABELS
+                or not all(isinstance(x, str) and x for x in labels) or len(set(labels)) != len(labels)):
+            raise ValueError(f"model config labels must be 2-{MAX_LABELS} distinct non-empty strings")
+        if not isinstance(head, str):
+            raise ValueError(f"model config head must be a name, got {head!r}")
+        if "frontend" not in d:
+            raise ValueError("model config has no frontend settings")
+        try:
+            frontend = config_from_dict(d["frontend"])
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"model config frontend: {e}") from None
+        return cls(name=name, labels=tuple(labels), frontend=frontend, head=head,
+                   kwargs=check_file_kwargs(name, d.get("kwargs", {})))
 
 
 class ProgressiveHead(nn.Sequential):

@@ -12,11 +12,10 @@ file -- and two label views of the same clips ("35s" and "12") share one cache.
 
 The manifest is written after the array and is the commit mark: a build killed at any point
 leaves either no cache or a complete one (temporary files are removed, or swept up by the
-next build under the same lock).
+next build in that folder: its own key's under its lock, every other key's whose lock is free).
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -33,7 +32,7 @@ from kws.audio import CLIP_SAMPLES, SAMPLE_RATE, AudioError, fit_length, load_au
 from kws.data.index import BadFile, ClipEntry
 from kws.data.noise import load_noise
 from kws.data.views import LabelView
-from kws.fsutil import atomic_path, atomic_write_json
+from kws.fsutil import LockedError, atomic_path, atomic_write_json, file_lock, sweep_temps, temp_files
 
 CACHE_FORMAT = 1  # bump when decoding changes, so old caches are not reused
 CACHE_ENV = "KWS_CACHE"
@@ -134,23 +133,6 @@ def entries_key(entries: Sequence[ClipEntry]) -> str:
 
 def slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_")[:80] or "source"
-
-
-@contextlib.contextmanager
-def _build_lock(lock_path: Path) -> Iterator[None]:
-    """Exclusive lock so two jobs opening one source build its cache once, not twice."""
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows: atomic renames still keep caches whole
-        yield
-        return
-    with open(lock_path, "a+") as f:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
 # --------------------------------------------------------------------------- the clip set
@@ -309,9 +291,11 @@ def open_split_cache(
     key = entries_key(entries)
     npy_path = folder / f"{split}-{key}.npy"
     manifest_path = folder / f"{split}-{key}.json"
+    _sweep_stale_tmp(folder)  # on every open: a kill's leftovers must not wait for the next build
     found = _read_manifest(npy_path, manifest_path, key)
     if found is None:
-        with _build_lock(folder / f".{split}-{key}.lock"):
+        # one lock per key: two jobs opening one source build its cache once, not twice
+        with file_lock(_lock_path(folder, f"{split}-{key}")):
             found = _read_manifest(npy_path, manifest_path, key)  # another job may have built it
             if found is None:
                 _sweep_stale_tmp(folder, f"{split}-{key}")
@@ -326,10 +310,30 @@ def open_split_cache(
                    bad=bad, path=npy_path, name=name)
 
 
-def _sweep_stale_tmp(folder: Path, stem: str) -> None:
-    # Leftovers of a build that was SIGKILLed (normal failures clean up after themselves);
-    # safe because we hold the lock for this key.
-    for p in folder.glob(f".{stem}.*.tmp"):
-        p.unlink(missing_ok=True)
-    for p in folder.glob(f"..{stem}.*.tmp.*.tmp"):  # compaction temporaries
-        p.unlink(missing_ok=True)
+_TEMP_STEM = re.compile(r"^\.+(?P<stem>[A-Za-z]+-[0-9a-f]+)\.(?:npy|json)\.")
+
+
+def _lock_path(folder: Path, stem: str) -> Path:
+    return folder / f".{stem}.lock"
+
+
+def _sweep_stale_tmp(folder: Path, own: str | None = None) -> int:
+    """Delete what SIGKILLed builds left in `folder` (normal failures clean up after themselves).
+
+    The temporaries of `own` (whose lock the caller holds) go at once; those of any other key
+    only if its lock is free, since a held lock means a build in progress whose files are live.
+    Returns the bytes freed.
+    """
+    by_stem: dict[str, list[Path]] = {}
+    for p in temp_files(folder):
+        m = _TEMP_STEM.match(p.name)
+        if m:  # array, manifest and compaction (`..x.npy.A.tmp.B.tmp`) temporaries of one key
+            by_stem.setdefault(m["stem"], []).append(p)
+    freed = sweep_temps(by_stem.pop(own, [])) if own is not None else 0
+    for stem, paths in by_stem.items():
+        try:
+            with file_lock(_lock_path(folder, stem), blocking=False):
+                freed += sweep_temps(paths)
+        except LockedError:
+            continue
+    return freed

@@ -6,8 +6,9 @@ and `_background_noise_/` recordings. They differ only in the split rule and the
 - Speech Commands: `validation_list.txt` / `testing_list.txt` when present (train is the
   rest), else the official sha1-of-speaker `which_set` rule, applied as published even when
   it leaves splits empty (gsc12-dev is all test); natural labels "35s".
-- Folder per word: a speaker-disjoint split when every file name carries a speaker id, else
-  a seeded random split per word; natural labels are the sorted folder names.
+- Folder per word: a speaker-disjoint split of the files whose names carry a speaker id (when
+  there are enough speakers), a seeded random split per word of the rest (and a note naming
+  them); natural labels are the sorted folder names.
 
 `_background_noise_` is never a class. Without a `_silence_` folder, silence clips are cut
 from it (see kws.data.noise).
@@ -143,20 +144,32 @@ def _split_rest(layout: Layout, split_of: dict[str, str], rest: list[str], seed:
 
 
 def _folder_split_of(layout: Layout, seed: int) -> tuple[dict[str, str], str, list[str]]:
-    """path -> split for a folder-per-word set: by speaker when names allow it, else random."""
+    """path -> split for a folder-per-word set: by speaker wherever a name gives one, else random.
+
+    Files whose names carry no `<speaker>_<n>` id cannot be kept apart by speaker; they get
+    the seeded random split and a note names them, but they never turn off the speaker-disjoint
+    split of the files that do carry one.
+    """
     word_files = [p for w, paths in layout.files.items() if w != SILENCE for p in paths]
     speakers = {p: speaker_of(Path(p).stem) for p in word_files}
-    n_speakers = len({s for s in speakers.values() if s is not None})
-    all_named = bool(word_files) and all(s is not None for s in speakers.values())
+    named = {p: s for p, s in speakers.items() if s is not None}
+    unnamed = sorted(p for p, s in speakers.items() if s is None)
+    n_speakers = len(set(named.values()))
     notes: list[str] = []
     split_of: dict[str, str] = {}
     rest = list(layout.files.get(SILENCE, ()))  # silence has no speaker
-    if all_named and n_speakers >= MIN_SPEAKERS_FOR_DISJOINT:
-        split_of.update(_by_speaker(speakers, seed))  # type: ignore[arg-type]
+    if n_speakers >= MIN_SPEAKERS_FOR_DISJOINT:
+        split_of.update(_by_speaker(named, seed))
         rule = f"speaker-disjoint ({n_speakers} speakers from <speaker>_<n> file names, seed {seed})"
+        rest += unnamed
+        if unnamed:
+            rule += f"; {len(unnamed)} files without an id: seeded random per word"
+            shown = ", ".join(_rel(layout.root, p) for p in unnamed[:5]) + (", ..." if len(unnamed) > 5 else "")
+            notes.append(f"{len(unnamed)} of {len(word_files)} files carry no <speaker>_<n> id and were split "
+                         f"at random (they may share a speaker with another split): {shown}")
     else:
         rest += word_files
-        why = f"only {n_speakers} speakers" if all_named else "file names carry no <speaker>_<n> id"
+        why = f"only {n_speakers} speakers" if named else "file names carry no <speaker>_<n> id"
         notes.append(f"{why}: seeded random split, not speaker-disjoint")
         rule = f"seeded random per word (seed {seed})"
     _split_rest(layout, split_of, rest, seed)

@@ -28,6 +28,7 @@ def build_parser(doc: str = "") -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None, doc: str = "") -> int:
     from kws.data import DataError
     from kws.pretrained import PretrainedFileError
+    from kws.train.state import RunFileError
     from zoo import PretrainedUnavailable
 
     args = vars(build_parser(doc).parse_args(argv))
@@ -48,7 +49,8 @@ def main(argv: list[str] | None = None, doc: str = "") -> int:
         from kws.train.trainer import train
 
         train(cfg, resume=resume, stop_after_epochs=stop_after)
-    except (ConfigError, DataError, PretrainedUnavailable, PretrainedFileError, FileNotFoundError) as e:
+    except (ConfigError, DataError, PretrainedUnavailable, PretrainedFileError, RunFileError,
+            FileNotFoundError) as e:
         print(f"train.py: error: {e}", file=sys.stderr)
         return 2
     return 0

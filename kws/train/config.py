@@ -258,5 +258,13 @@ def resolve(cli: dict[str, Any], yaml_path: str | Path | None = None,
 
 
 def load_run_config(run_dir: str | Path) -> TrainConfig:
+    """The config a run was started with. train.py saves every field, so a missing one means the
+    file was emptied, cut short or is not a run's: an error, never a silent default."""
     path = Path(run_dir) / CONFIG_FILE
-    return TrainConfig(**load_yaml(path))
+    values = load_yaml(path)
+    missing = [f.name for f in dataclasses.fields(TrainConfig) if f.name not in values]
+    if missing:
+        what = "is empty" if not values else f"lacks {len(missing)} settings ({', '.join(missing[:6])})"
+        raise ConfigError(f"{path}: {what}; train.py writes every setting there, so this is not the config of a "
+                          f"resumable run")
+    return TrainConfig(**values)

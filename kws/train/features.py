@@ -8,7 +8,8 @@ Epoch e then trains the head on view e mod V (kws.train.loader.ViewBatches); mix
 happens in the loop, on the cached features.
 
 Views are float16 .npy files under <cache>/features/<key>/, one file per view, each written
-atomically: a killed build resumes at the view it was on. The key covers everything the
+atomically: a killed build resumes at the view it was on (and the next build sweeps the
+temporary it left, under the folder's lock). The key covers everything the
 numbers depend on (clips, model and its weights, augmentation settings, noise, seed), so a
 run with other settings never reads a stale cache, and runs that share them share it.
 """
@@ -23,7 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 from kws.data import ClipSet
-from kws.fsutil import atomic_path, atomic_write_json
+from kws.fsutil import atomic_path, atomic_write_json, file_lock, sweep_temps, temp_files
 from kws.train.augment import Augmenter
 from kws.train.config import TrainConfig
 
@@ -115,30 +116,34 @@ def cached_views(model: torch.nn.Module, clips: ClipSet, cfg: TrainConfig, noise
     was_training = model.training
     model.eval()  # BatchNorm statistics and dropout as at inference: the backbone is frozen
     out: list[np.ndarray] = []
+    # One builder per key (a second run waits, then reads); under the lock, what a killed
+    # builder left behind (temporaries) is stale and swept.
     try:
-        with tqdm(total=views * len(clips), desc=f"features {desc}", unit="clip", unit_scale=True,
-                  dynamic_ncols=True, disable=not cfg.progress) as bar:
-            for v in range(views):
-                path = folder / f"view-{v}.npy"
-                try:
-                    arr = np.load(path, mmap_mode="r")
-                    if arr.shape[0] == len(clips) and arr.dtype == np.float16:
-                        out.append(arr)
-                        bar.update(len(clips))
-                        continue
-                except (OSError, ValueError):
-                    pass  # not built yet (files appear only whole, by rename)
-                aug = None
-                if train and cfg.augment:
-                    aug = Augmenter(cfg, model.frontend, noise, device, seed=cfg.seed * 7_919 + 104_729 * (v + 1))
-                arr = _compute(model, clips, aug, device, bar)
-                with atomic_path(path) as tmp:
-                    with open(tmp, "wb") as f:
-                        np.save(f, arr)
-                out.append(np.load(path, mmap_mode="r"))
-        atomic_write_json(folder / "manifest.json", {"format": FORMAT, "model": model.cfg.name, "clips": len(clips),
-                                                     "views": views, "train": train, "shape": list(out[0].shape),
-                                                     "source": clips.name})
+        with file_lock(folder / ".lock", what="this feature cache"):
+            sweep_temps(temp_files(folder))
+            with tqdm(total=views * len(clips), desc=f"features {desc}", unit="clip", unit_scale=True,
+                      dynamic_ncols=True, disable=not cfg.progress) as bar:
+                for v in range(views):
+                    path = folder / f"view-{v}.npy"
+                    try:
+                        arr = np.load(path, mmap_mode="r")
+                        if arr.shape[0] == len(clips) and arr.dtype == np.float16:
+                            out.append(arr)
+                            bar.update(len(clips))
+                            continue
+                    except (OSError, ValueError):
+                        pass  # not built yet (files appear only whole, by rename)
+                    aug = None
+                    if train and cfg.augment:
+                        aug = Augmenter(cfg, model.frontend, noise, device, seed=cfg.seed * 7_919 + 104_729 * (v + 1))
+                    arr = _compute(model, clips, aug, device, bar)
+                    with atomic_path(path) as tmp:
+                        with open(tmp, "wb") as f:
+                            np.save(f, arr)
+                    out.append(np.load(path, mmap_mode="r"))
+            atomic_write_json(folder / "manifest.json",
+                              {"format": FORMAT, "model": model.cfg.name, "clips": len(clips), "views": views,
+                               "train": train, "shape": list(out[0].shape), "source": clips.name})
     finally:
         model.train(was_training)
     return out

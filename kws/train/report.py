@@ -31,12 +31,28 @@ def write_metrics(path: Path, rows: Sequence[dict[str, Any]]) -> None:
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """The rows of a metrics.csv; RunFileError names the file and line of anything garbled."""
+    from kws.train.state import RunFileError
+
     if not path.is_file():
         return []
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
     ints = {"epoch", "train_samples", "best"}
-    return [{k: (int(v) if k in ints else float(v)) for k, v in r.items()} for r in rows]
+    try:
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            if reader.fieldnames is None or "epoch" not in reader.fieldnames:
+                raise RunFileError(f"{path}: not a metrics file (no header with an epoch column)")
+            rows = []
+            for r in reader:
+                if None in r or any(v is None for v in r.values()):
+                    raise RunFileError(f"{path}: line {reader.line_num}: {len(reader.fieldnames)} columns expected")
+                try:
+                    rows.append({k: (int(v) if k in ints else float(v)) for k, v in r.items()})
+                except ValueError as e:
+                    raise RunFileError(f"{path}: line {reader.line_num}: {e}") from None
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise RunFileError(f"{path}: not a readable CSV file ({e})") from None
+    return rows
 
 
 def scores(cm: np.ndarray, labels: Sequence[str]) -> dict[str, Any]:
@@ -97,6 +113,9 @@ def report_markdown(rep: dict[str, Any]) -> str:
     for k in ("checkpoint", "epochs_trained", "stop_reason", "params"):
         if k in rep:
             lines.append(f"- {k.replace('_', ' ')}: {rep[k]}")
+    if rep.get("skipped_files"):
+        per = ", ".join(f"{s} {n}" for s, n in rep["skipped_files"].items() if n)
+        lines.append(f"- skipped files: {sum(rep['skipped_files'].values())} ({per}; listed in skipped.json)")
     lines += [
         f"- clips: {rep['n']}",
         f"- **accuracy: {rep['accuracy']:.4f}**",

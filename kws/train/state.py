@@ -22,6 +22,10 @@ STATE_FILE = "train_state.safetensors"
 FORMAT = "kws-train-state/1"
 
 
+class RunFileError(ValueError):
+    """A file of a run folder that cannot be used (cut short, garbled, of another run): names it and the problem."""
+
+
 def _u8(a: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(a).view(np.uint8).copy())
 
@@ -111,23 +115,39 @@ def load_state(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"{p}: no training state to resume from (was the run killed before its first epoch ended?)")
-    with safe_open(str(p), framework="pt") as f:
-        md = f.metadata() or {}
-        if md.get("format") != FORMAT:
-            raise ValueError(f"{p}: not a {FORMAT} training-state file")
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
-    return tensors, json.loads(md["state"])
+    try:
+        with safe_open(str(p), framework="pt") as f:
+            md = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()} if md.get("format") == FORMAT else {}
+    except Exception as e:  # SafetensorError: cut short, garbled header
+        raise RunFileError(f"{p}: unreadable training state, cut short or corrupt ({str(e)[:200]})") from None
+    if md.get("format") != FORMAT:
+        raise RunFileError(f"{p}: not a {FORMAT} training-state file")
+    try:
+        meta = json.loads(md["state"])
+        if not isinstance(meta, dict) or not isinstance(meta.get("progress"), dict):
+            raise ValueError("no progress record")
+    except (KeyError, ValueError) as e:
+        raise RunFileError(f"{p}: training state without a readable progress record ({e})") from None
+    return tensors, meta
 
 
 def apply_state(tensors: dict[str, torch.Tensor], meta: dict, *, model: torch.nn.Module,
                 optimizer: torch.optim.Optimizer, scheduler: Any, scaler: torch.amp.GradScaler,
                 augmenter: Any) -> dict[str, Any]:
-    """Put everything back where it was; returns the `progress` dict (epoch, best, counters)."""
-    model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
-    optimizer.load_state_dict(_join_optimizer(tensors, meta["optimizer"]))
-    scheduler.load_state_dict(meta["scheduler"])
-    if meta["scaler"]:
-        scaler.load_state_dict(meta["scaler"])
-    augmenter.load_state(tensors["rng.augment"], meta["augment_numpy"])
-    restore_rng(tensors, meta["rng"])
+    """Put everything back where it was; returns the `progress` dict (epoch, best, counters).
+
+    A state that does not fit (another model's, a hand-edited one) is a RunFileError; the
+    caller names the file."""
+    try:
+        model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
+        optimizer.load_state_dict(_join_optimizer(tensors, meta["optimizer"]))
+        scheduler.load_state_dict(meta["scheduler"])
+        if meta["scaler"]:
+            scaler.load_state_dict(meta["scaler"])
+        augmenter.load_state(tensors["rng.augment"], meta["augment_numpy"])
+        restore_rng(tensors, meta["rng"])
+    except (KeyError, ValueError, TypeError, RuntimeError, IndexError) as e:
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise RunFileError(f"does not fit this run's model and optimiser ({type(e).__name__}: {first})") from None
     return meta["progress"]

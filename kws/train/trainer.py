@@ -6,6 +6,8 @@ Per epoch: train (device-side augmentation, AMP, grad accumulation, clipping, wa
 cosine schedule stepped every optimiser step), validate, write metrics.csv, curves.png,
 best/last checkpoints and train_state.safetensors (everything a resume needs). At the end
 the best checkpoint is scored on the test split: report.json / report.md / confusion.png.
+skipped.json lists every clip that could not be decoded, and why (the report counts them).
+One process at a time trains into a run folder: it holds the folder's lock (`.lock`).
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from tqdm.auto import tqdm
 
 import zoo
 from kws.data.source import describe_labels
+from kws.fsutil import LockedError, atomic_write_json, file_lock, sweep_temps, temp_files
 from kws.labels import save_labels
 from kws.train import dist
 from kws.train.augment import Augmenter, mixup_target_accuracy
@@ -34,7 +37,7 @@ from kws.train.loader import ClipBatches, ViewBatches, make_loader, to_device
 from kws.train.report import (
     METRICS_FILE, build_report, plot_confusion, plot_curves, read_metrics, write_metrics, write_report,
 )
-from kws.train.state import STATE_FILE, apply_state, load_state, save_state
+from kws.train.state import STATE_FILE, RunFileError, apply_state, load_state, save_state
 from kws.train.teacher import Teacher, distill_kl
 from zoo.meta import CheckpointMeta
 
@@ -328,6 +331,40 @@ def evaluate(eng: Engine, loader, n_classes: int) -> tuple[float, np.ndarray]:
 
 # --------------------------------------------------------------------------- the run
 
+RUN_LOCK = ".lock"  # held (flock) by the one process that trains into the folder
+SKIPPED_FILE = "skipped.json"
+
+
+def lock_run_dir(run_dir: Path, held: contextlib.ExitStack) -> int:
+    """Take the run folder's exclusive lock until `held` closes, then sweep what a killed run left
+    (temporaries of its atomic writes: nobody else can be writing them now). Returns bytes freed.
+
+    Two runs into one --out would otherwise interleave their files (one's best checkpoint, the
+    other's metrics); the second one is refused instead, naming the first one's pid.
+    """
+    try:
+        held.enter_context(file_lock(run_dir / RUN_LOCK, blocking=False, what="this run folder"))
+    except LockedError as e:
+        raise ConfigError(f"{e}: another train.py is training into it; wait for it to end or pick another --out") \
+            from None
+    return sweep_temps(temp_files(run_dir))
+
+
+def write_skipped(run_dir: Path, src, splits) -> dict[str, int]:
+    """skipped.json: every file the run could not use (bad clips per split, broken noise
+    recordings) with its reason. Returns the clip counts per split, for the report."""
+    from kws.data import SPLITS
+
+    rows = [{"split": "noise", **b.to_dict()} for b in src.index.bad]
+    counts = {}
+    for split in (s for s in SPLITS if s in splits):
+        bad = src.split(split).bad
+        counts[split] = len(bad)
+        rows += [{"split": split, **b.to_dict()} for b in bad]
+    atomic_write_json(run_dir / SKIPPED_FILE, {"count": len(rows), "per_split": counts, "files": rows})
+    return counts
+
+
 def new_run_dir(cfg: TrainConfig) -> Path:
     if cfg.out:
         return Path(cfg.out)
@@ -381,8 +418,9 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, stop_after_epochs:
     """
     env = dist.setup(cfg.device)
     try:
-        with torch_settings_restored():
-            return _train(cfg, env, Path(resume) if resume else None, stop_after_epochs)
+        # `held`: the run folder's lock, taken inside _train once the folder is known, kept to the end
+        with torch_settings_restored(), contextlib.ExitStack() as held:
+            return _train(cfg, env, Path(resume) if resume else None, stop_after_epochs, held)
     finally:
         dist.teardown(env)
 
@@ -401,7 +439,8 @@ def torch_settings_restored():
         torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = saved[3], saved[4]
 
 
-def _train(cfg: TrainConfig, env: dist.Env, resume: Path | None, stop_after_epochs: int) -> Path:
+def _train(cfg: TrainConfig, env: dist.Env, resume: Path | None, stop_after_epochs: int,
+           held: contextlib.ExitStack) -> Path:
     configure_torch(cfg, env.device)
     t_start = time.monotonic()
     deadline = t_start + cfg.max_minutes * 60 if cfg.max_minutes > 0 else None
@@ -414,10 +453,15 @@ def _train(cfg: TrainConfig, env: dist.Env, resume: Path | None, stop_after_epoc
     progress: dict[str, Any] = {"epoch": 0, "best_val_loss": math.inf, "best_epoch": 0, "bad_epochs": 0,
                                 "stop_reason": None}
     rows: list[dict[str, Any]] = []
+    if env.main:
+        lock_run_dir(run_dir, held)
     if resume:
         tensors, meta = load_state(state_path)
-        progress = apply_state(tensors, meta, model=eng.model, optimizer=eng.optimizer, scheduler=eng.scheduler,
-                               scaler=eng.scaler, augmenter=eng.augmenter)
+        try:
+            progress = apply_state(tensors, meta, model=eng.model, optimizer=eng.optimizer, scheduler=eng.scheduler,
+                                   scaler=eng.scaler, augmenter=eng.augmenter)
+        except RunFileError as e:
+            raise RunFileError(f"{state_path}: {e}") from None
         # A kill between the CSV and the state file leaves extra rows: the state file is the truth.
         rows = [r for r in read_metrics(run_dir / METRICS_FILE) if r["epoch"] <= progress["epoch"]]
     elif env.main:
@@ -427,6 +471,10 @@ def _train(cfg: TrainConfig, env: dist.Env, resume: Path | None, stop_after_epoc
     if env.main:
         save_yaml(cfg, run_dir / CONFIG_FILE)
         save_labels(labels, run_dir)
+        skipped = write_skipped(run_dir, src, ("train", "validation"))
+        if any(skipped.values()):
+            print(f"skipped {sum(skipped.values())} unreadable clips "
+                  f"({', '.join(f'{k} {v}' for k, v in skipped.items())}): see {run_dir / SKIPPED_FILE}", flush=True)
         print(f"run {run_dir}: {cfg.model} ({zoo.count_params(eng.model):,} params) on {cfg.data} "
               f"[{len(labels)} labels, {len(train_cs)} train / {len(val_cs)} val clips], device {env.device}"
               f" x{env.world}, amp {eng.amp}, effective batch {cfg.batch_size * cfg.accum_steps * env.world}"
@@ -536,9 +584,11 @@ def final_report(eng: Engine, src, run_dir: Path, cfg: TrainConfig, progress: di
     loss, cm = evaluate(eng, loader, len(src.labels))
     if not env.main:
         return
+    skipped = write_skipped(run_dir, src, ("train", "validation", split))
     info = {"model": cfg.model, "data": cfg.data, "split": split, "checkpoint": f"best (epoch {progress['best_epoch']})",
             "epochs_trained": progress["epoch"], "stop_reason": progress["stop_reason"],
-            "params": zoo.count_params(eng.model), "test_loss": loss, "train_minutes": round(seconds / 60, 2)}
+            "params": zoo.count_params(eng.model), "test_loss": loss, "train_minutes": round(seconds / 60, 2),
+            "skipped_files": skipped}
     rep = build_report(cm, src.labels, info)
     write_report(run_dir, rep)
     plot_confusion(cm, src.labels, run_dir / "confusion.png",

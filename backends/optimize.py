@@ -80,6 +80,52 @@ def broadcast_gates_to_resize(model: "onnx.ModelProto") -> int:
     return count
 
 
+def resize_gates_to_broadcast(model: "onnx.ModelProto") -> int:
+    """The inverse of broadcast_gates_to_resize: Mul(x, Resize_nearest(gate [N,C,1,1])) -> Mul(x, gate).
+
+    For graphs that ORT does not run in its NCHWc layout: int8 (QDQ) graphs run their convolutions
+    as NHWC QLinearConv, where a plain Resize is only an extra copy of every gated feature map
+    (EfficientNet-B0: 0.2-0.3 ms). Only a nearest Resize of a 1 x 1 map whose every consumer is a
+    Mul by a tensor of the Resize output's shape is undone: there the broadcast is the same product.
+    """
+    types = _shapes(model)
+    g = model.graph
+    consumers: dict[str, list] = {}
+    for n in g.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    graph_outputs = {o.name for o in g.output}
+    removed: set[int] = set()
+    for node in g.node:
+        if node.op_type != "Resize" or node.domain not in ("", "ai.onnx"):
+            continue
+        mode = next((a.s.decode() for a in node.attribute if a.name == "mode"), "nearest")
+        src, out = node.input[0], node.output[0]
+        users = consumers.get(out, [])
+        if (mode != "nearest" or src not in types or out not in types or out in graph_outputs or not users
+                or any(u.op_type != "Mul" for u in users) or _dims(types[src])[2:] != [1, 1]):
+            continue
+        # the product keeps its shape only if every Mul's other factor is as large as the Resize output
+        others = [i for u in users for i in u.input if i != out]
+        if any(i not in types or _dims(types[i]) != _dims(types[out]) for i in others):
+            continue
+        for u in users:
+            u.input[:] = [src if i == out else i for i in u.input]
+        removed.add(id(node))
+    if removed:
+        kept = [n for n in g.node if id(n) not in removed]
+        del g.node[:]
+        g.node.extend(kept)
+        used = {i for n in g.node for i in n.input}
+        keep_init = [t for t in g.initializer if t.name in used]
+        del g.initializer[:]
+        g.initializer.extend(keep_init)
+        keep_vi = [v for v in g.value_info if v.name in used or v.name in {o for n in g.node for o in n.output}]
+        del g.value_info[:]
+        g.value_info.extend(keep_vi)
+    return len(removed)
+
+
 def optimize(model: "onnx.ModelProto") -> dict[str, int]:
     """Every rewrite of this module, in order; {rewrite: places changed}."""
     return {"broadcast_gates_to_resize": broadcast_gates_to_resize(model)}

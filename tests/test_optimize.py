@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from backends.optimize import broadcast_gates_to_resize, optimize
+from backends.optimize import broadcast_gates_to_resize, optimize, resize_gates_to_broadcast
 
 
 class SE(nn.Module):
@@ -74,3 +74,29 @@ def test_optimize_reports_each_rewrite_and_is_idempotent():
     g = _graph()
     assert optimize(g) == {"broadcast_gates_to_resize": 1}
     assert optimize(g) == {"broadcast_gates_to_resize": 0}  # the Mul now has equal shapes
+
+
+def test_resize_undone_for_int8_graphs():
+    g = _graph()
+    mul_inputs = [list(n.input) for n in g.graph.node if n.op_type == "Mul"]
+    broadcast_gates_to_resize(g)
+    assert resize_gates_to_broadcast(g) == 1
+    assert not [n for n in g.graph.node if n.op_type == "Resize"]
+    assert [list(n.input) for n in g.graph.node if n.op_type == "Mul"] == mul_inputs
+    assert not [t for t in g.graph.initializer if t.name.endswith("/scales")]
+    onnx.checker.check_model(g, full_check=True)
+
+
+def test_a_resize_that_changes_the_product_is_kept():
+    # Mul(Resize(g [N,C,1,1]) -> [N,C,4,4], y [N,C,1,1]): undoing it would shrink the product to 1x1
+    from onnx import TensorProto, helper, numpy_helper
+
+    g = helper.make_graph(
+        [helper.make_node("Resize", ["g", "", "s"], ["r"], mode="nearest"), helper.make_node("Mul", ["r", "y"], ["out"])],
+        "g", [helper.make_tensor_value_info("g", TensorProto.FLOAT, ["n", 8, 1, 1]),
+              helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 8, 1, 1])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(np.array([1, 1, 4, 4], np.float32), "s")],
+        value_info=[helper.make_tensor_value_info("r", TensorProto.FLOAT, ["n", 8, 4, 4])])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    assert resize_gates_to_broadcast(m) == 0

@@ -114,6 +114,9 @@ class QuantReport:
     seconds: float = 0.0
     sensitivity: list[dict] = field(default_factory=list)  # per layer alone in int8, most damaging first
     fp32_p10_ms: float = float("nan")
+    # share of the evaluation clips given fp32's most common answer: near 1, agreement says little
+    fp32_top_share: float = float("nan")
+    evaluation_clips: int = 0
 
 
 def _attr(node, name: str, default=None):
@@ -399,7 +402,9 @@ def quantize_int8(fp32_path: str | Path, out_path: str | Path, calib: Clips | No
                          speedup=fp32_ms / int8_ms if int8_ms else float("nan"), top1_agreement=agree,
                          accuracy_fp32=acc_fp32, accuracy_int8=acc8, calibration=calib.source,
                          evaluation=evalset.source, threads=threads, candidates=cands, seconds=time.time() - t0,
-                         sensitivity=sensitivity[:SENSITIVITY_KEPT], fp32_p10_ms=fp32_p10)
+                         sensitivity=sensitivity[:SENSITIVITY_KEPT], fp32_p10_ms=fp32_p10,
+                         fp32_top_share=float(np.bincount(ref.argmax(1)).max() / len(ref)),
+                         evaluation_clips=len(evalset))
     props = {p.key: p.value for p in full.metadata_props}
     props.pop("parity", None)
     # the variant chosen (or fp32 itself) met the agreement target: a passed check, as the cache requires

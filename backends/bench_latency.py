@@ -2,6 +2,7 @@
 
     python -m backends.bench_latency [--models efficientnet_b0 resnet18 mobilenetv3_large_100]
                                      [--weights-dir DIR] [--threads 1] [--rounds 40] [--out results]
+                                     [--extra MODEL=FILE.onnx ...]
 
 Writes results/backend_latency.json ({"metadata", "results"}) and backend_latency.md.
 All backends of one model are timed in interleaved rounds in this one process, so their
@@ -9,7 +10,9 @@ ratios are comparable even on a busy machine; p50 and p99 over rounds x 10 calls
 Weights: DIR/<model>/ (a run folder) when --weights-dir is given, else the shipped
 zoo/weights/<model>.safetensors, else a random-initialised model (stated in each row).
 The int8 rows carry the quantizer's report: variant chosen, agreement with fp32 and the
-accuracy delta on held-out real clips.
+accuracy delta on held-out real clips. --extra adds an ort-cpu row for MODEL from an ONNX file
+(say, the same weights exported by an earlier recipe), timed in the same rounds: a before/after
+within one run.
 """
 from __future__ import annotations
 
@@ -39,7 +42,8 @@ def run_metadata(command: Sequence[str], **extra: Any) -> dict[str, Any]:
     return shared(list(command), load_average=os.getloadavg(), **extra)
 
 
-def bench_model(name: str, ref: str, weights: str, threads: int, rounds: int) -> list[dict]:
+def bench_model(name: str, ref: str, weights: str, threads: int, rounds: int,
+                extra: Sequence[str] = ()) -> list[dict]:
     status = {s.name: s for s in list_backends()}
     rows, loaded = [], {}
     for b in BENCH_BACKENDS:
@@ -62,6 +66,14 @@ def bench_model(name: str, ref: str, weights: str, threads: int, rounds: int) ->
             row["int8"]["variants"] = [{k: c.get(k) for k in ("variant", "speedup", "top1_agreement", "p50_ms")}
                                        for c in q.get("candidates", [])]
         loaded[b] = be
+    for path in extra:  # keyed "ort-cpu <file>": timed and compared like the backends
+        key = f"ort-cpu {path}"
+        row = {"model": name, "backend": key, "threads": threads, "weights": f"ONNX file {path}"}
+        rows.append(row)
+        be = create_backend("ort-cpu", path, threads=threads, log=None)
+        be.warmup(runs=5)
+        row.update(status="ok", device=be.device, providers=list(be.providers))
+        loaded[key] = be
     clips = get_clips(256)
     one = clips.waves[:1]
     lat = interleaved_latency({b: (lambda be=be: be.predict(one)) for b, be in loaded.items()},
@@ -129,7 +141,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--rounds", type=int, default=40, help="interleaved rounds of 10 calls per backend")
     p.add_argument("--out", type=Path, default=Path("results"))
+    p.add_argument("--extra", action="append", default=[], metavar="MODEL=FILE.onnx",
+                   help="also time this ONNX file on ort-cpu beside MODEL's backends (repeatable)")
     args = p.parse_args(argv)
+    extra: dict[str, list[str]] = {}
+    for spec in args.extra:
+        model, sep, path = spec.partition("=")
+        if not sep or not Path(path).is_file():
+            p.error(f"--extra {spec!r}: expected MODEL=FILE.onnx with an existing file")
+        extra.setdefault(model, []).append(path)
     from backends.selfcheck import default_ref
     from kws.fsutil import atomic_write_json, atomic_write_text
 
@@ -143,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 ref, weights = default_ref(name, tmp)
             print(f"== {name}: {weights}", flush=True)
-            for r in bench_model(name, ref, weights, args.threads, args.rounds):
+            for r in bench_model(name, ref, weights, args.threads, args.rounds, extra.get(name, ())):
                 rows.append(r)
                 if "p50_ms" in r:
                     print(f"  {r['backend']:12s} p50 {r['p50_ms']:6.2f} ms  p99 {r['p99_ms']:6.2f} ms  "

@@ -17,17 +17,18 @@ Recipe (ONNX Runtime's CPU kernels; this machine has AVX-512 VNNI):
   REUSE_LIMIT times per clip (the late 1x1 convs at a few positions, the dense head): at
   batch 1 those stream their weights from memory, and int8 weights are a quarter of the
   bytes, while the early convs are compute-bound and ORT's fp32 NCHWc kernels keep up
-  with int8 there once the Q/DQ and layout transitions are paid (EfficientNet-B0: 1.4x
-  weight-bound, 0.9x with every pointwise conv in int8);
+  with int8 there once the Q/DQ and layout transitions are paid (EfficientNet-B0, 10th
+  percentiles: 1.36-1.54x weight-bound, 1.14-1.17x with every pointwise conv in int8);
 - "sensitive" variants keep the layers that damage the answers most in float: each
-  candidate layer is quantized alone and its mean KL divergence from fp32 measured on the
-  calibration clips; the k most damaging stay float, for the smallest k in (1, 2, 4, 8,
+  candidate layer is quantized alone and its mean KL divergence from fp32 measured on
+  RANKING_CLIPS of the calibration clips; the k most damaging stay float, for the smallest k in (1, 2, 4, 8,
   16) whose agreement on the calibration clips reaches the target (on the speech
   embedding the stem and the first conv each flip about 1 % of the clips alone);
 - a few such variants are built, each is scored for top-1 agreement with fp32 on held-out
-  clips and timed batch-1 against fp32, interleaved; the fastest variant that keeps the
-  agreement target wins, and if none is faster than fp32 the fp32 graph is written
-  instead, marked as such. An int8 model is never slower than its fp32 model.
+  clips, and all are timed batch-1 with fp32 in the same interleaved rounds; the fastest
+  variant that keeps the agreement target wins (speed compared at the 10th percentile, see
+  quantize_int8), and if none is faster than fp32 the fp32 graph is written instead,
+  marked as such. An int8 model is never slower than its fp32 model.
 """
 from __future__ import annotations
 
@@ -54,6 +55,7 @@ MIN_AGREEMENT = 0.99
 MIN_SPEEDUP = 1.05  # below this an int8 "win" is within timing noise (measured +-4 % here): keep fp32
 REUSE_LIMIT = 32  # a conv with at most this many output positions uses each weight <= 32 times: weight-bound
 SENSITIVE_KS = (1, 2, 4, 8, 16)  # how many of the most damaging layers a "sensitive" variant may keep float
+RANKING_CLIPS = 64  # of the calibration clips, for the per-layer ranking (a continuous score: KL, not flips)
 SENSITIVITY_KEPT = 24  # layers of the sensitivity ranking kept in the report (the file's metadata stays small)
 
 
@@ -91,6 +93,7 @@ class Candidate:
     quantized_nodes: int
     accuracy: float | None = None
     p10_ms: float = float("nan")  # the low tail: on a loaded machine, less of the other processes' share
+    speedup_p10: float = 0.0  # fp32 p10 / this p10: what the policy decides on (see quantize_int8)
     note: str = ""
     float_layers: int = 0  # Conv/Gemm/MatMul left in float (depthwise and every other keep_float group)
     sensitive_float: list[str] = field(default_factory=list)  # the "sensitive" ones among them, worst first
@@ -117,6 +120,7 @@ class QuantReport:
     # share of the evaluation clips given fp32's most common answer: near 1, agreement says little
     fp32_top_share: float = float("nan")
     evaluation_clips: int = 0
+    speedup_p10: float = 1.0  # of the chosen variant (what the policy decided on); 1 when fp32 is served
 
 
 def _attr(node, name: str, default=None):
@@ -334,16 +338,26 @@ def quantize_int8(fp32_path: str | Path, out_path: str | Path, calib: Clips | No
             return {n for g in v.keep_float if g != "sensitive" for n in groups[g]}
 
         sensitive_variants = [v for v in variants if "sensitive" in v.keep_float]
+        ranking_error = ""
         if sensitive_variants:  # rank the layers that some sensitive variant would quantize
             always_float = set.intersection(*(structural(v) for v in sensitive_variants))
             calib_ref = _run(_session(str(pre), threads), calib_feats)
-            sensitivity = layer_sensitivity(pre, work, [n for n in quantizable if n not in always_float],
-                                            calib_feats, calib_ref, cache, threads, log)
+            # the ranges from every calibration clip, cached before the ranking's first (smaller) run would
+            _quantize_net(pre, work / "calibrate.onnx", Variant("calibrate"), calib_feats, only=quantizable[:1],
+                          cache=cache)
+            try:
+                sensitivity = layer_sensitivity(pre, work, [n for n in quantizable if n not in always_float],
+                                                calib_feats[:RANKING_CLIPS], calib_ref[:RANKING_CLIPS], cache,
+                                                threads, log)
+            except Exception as e:  # the sensitive variants then fail with this reason; the others go on
+                ranking_error = f"sensitivity ranking failed: {type(e).__name__}: {str(e)[:120]}"
         for v in variants:
             q = work / f"{v.name}.onnx"
             exclude, sensitive, note = sorted(structural(v)), [], ""
             try:
                 if "sensitive" in v.keep_float:
+                    if ranking_error:
+                        raise RuntimeError(ranking_error)
                     sensitive, cal_agree = _float_sensitive(pre, work, exclude, [r["node"] for r in sensitivity],
                                                             calib_feats, calib_ref, cache, min_agreement, threads)
                     note = (f"the {len(sensitive)} most damaging layers float (agreement on the calibration clips "
@@ -379,32 +393,36 @@ def quantize_int8(fp32_path: str | Path, out_path: str | Path, calib: Clips | No
     for c in cands:
         if c.variant in sessions:
             c.p50_ms, c.p10_ms = float(np.median(t[c.variant]) * 1e3), float(np.percentile(t[c.variant], 10) * 1e3)
-            c.speedup = fp32_ms / c.p50_ms
+            c.speedup, c.speedup_p10 = fp32_ms / c.p50_ms, fp32_p10 / c.p10_ms
             if log:
                 log(f"  int8 {c.variant:32s} {c.p50_ms:6.2f} ms vs fp32 {fp32_ms:6.2f} ms ({c.speedup:.2f}x; "
                     f"p10 {c.p10_ms:.2f} vs {fp32_p10:.2f} ms)")
-    ok = [c for c in cands if c.variant in graphs and c.top1_agreement >= min_agreement and c.speedup >= MIN_SPEEDUP]
+    # Decided on the 10th percentiles, reported at both: on this loaded 2-core machine a ~2 ms call's median is
+    # often a descheduled one (fp32 p50 3.6 ms, p10 1.9 ms in one run), and the medians of two graphs doing
+    # the same float work (fp32 and dynamic-gemm, int8 head only) differed by 1.6x where their p10s agreed.
+    ok = [c for c in cands if c.variant in graphs and c.top1_agreement >= min_agreement
+          and c.speedup_p10 >= MIN_SPEEDUP]
     if ok:
-        best = max(ok, key=lambda c: c.speedup)
+        best = max(ok, key=lambda c: c.speedup_p10)
         chosen, reason = best.variant, (f"fastest variant with >= {min_agreement:.0%} top-1 agreement "
-                                        f"and >= {MIN_SPEEDUP:.2f}x speed-up")
+                                        f"and >= {MIN_SPEEDUP:.2f}x speed-up (10th percentiles)")
         model = onnx.load_from_string(graphs[best.variant])
-        int8_ms, agree, acc8 = best.p50_ms, best.top1_agreement, best.accuracy
+        int8_ms, agree, acc8, speedup_p10 = best.p50_ms, best.top1_agreement, best.accuracy, best.speedup_p10
         precision = "int8"
     else:
         chosen = "fp32"
-        why_not = [f"{c.variant}: {c.note}" if c.variant not in graphs else f"{c.variant}: {c.speedup:.2f}x, "
+        why_not = [f"{c.variant}: {c.note}" if c.variant not in graphs else f"{c.variant}: {c.speedup_p10:.2f}x, "
                    f"{c.top1_agreement:.1%}" for c in cands]
-        reason = (f"no int8 variant was both >= {MIN_SPEEDUP:.2f}x faster and >= {min_agreement:.0%} in "
-                  f"agreement ({'; '.join(why_not)}): serving the fp32 graph")
-        model, int8_ms, agree, acc8, precision = full, fp32_ms, 1.0, acc_fp32, "fp32"
+        reason = (f"no int8 variant was both >= {MIN_SPEEDUP:.2f}x faster (10th percentiles) and "
+                  f">= {min_agreement:.0%} in agreement ({'; '.join(why_not)}): serving the fp32 graph")
+        model, int8_ms, agree, acc8, precision, speedup_p10 = full, fp32_ms, 1.0, acc_fp32, "fp32", 1.0
     report = QuantReport(path=str(out_path), chosen=chosen, reason=reason, fp32_p50_ms=fp32_ms, int8_p50_ms=int8_ms,
                          speedup=fp32_ms / int8_ms if int8_ms else float("nan"), top1_agreement=agree,
                          accuracy_fp32=acc_fp32, accuracy_int8=acc8, calibration=calib.source,
                          evaluation=evalset.source, threads=threads, candidates=cands, seconds=time.time() - t0,
                          sensitivity=sensitivity[:SENSITIVITY_KEPT], fp32_p10_ms=fp32_p10,
                          fp32_top_share=float(np.bincount(ref.argmax(1)).max() / len(ref)),
-                         evaluation_clips=len(evalset))
+                         evaluation_clips=len(evalset), speedup_p10=speedup_p10)
     props = {p.key: p.value for p in full.metadata_props}
     props.pop("parity", None)
     # the variant chosen (or fp32 itself) met the agreement target: a passed check, as the cache requires

@@ -133,8 +133,8 @@ class FactorizedDFT(nn.Module):
         t = radix * np.arange(sub)[None, :] + np.arange(radix)[:, None]  # [R, sub]: sample index in the frame
         ang = 2 * np.pi * t[:, None, :] * np.arange(self.n_half)[None, :, None] / n  # [R, r, sub]
         w = _periodic_hann(n)[t][:, None, :]
-        self.register_buffer("basis", _f32(np.stack([w * np.cos(ang), -w * np.sin(ang)], axis=1)),
-                             persistent=False)  # [R, re/im, r, sub]
+        basis = np.stack([w * np.cos(ang), -w * np.sin(ang)], axis=1)  # [R, re/im, r, sub]
+        self.register_buffer("basis", _f32(basis.reshape(radix, 2 * self.n_half, sub)), persistent=False)
         # Butterfly: X_q[r] = sum_j exp(-2 pi i j q / R) T_j[r], as a real [(q, re/im), (j, re/im)] matrix
         phi = 2 * np.pi * np.outer(np.arange(radix), np.arange(radix)) / radix
         bf = np.zeros((radix, 2, radix, 2))
@@ -161,7 +161,7 @@ class FactorizedDFT(nn.Module):
         z = z.reshape(-1, R, n_blocks, self.hop // R).transpose(2, 3)  # [B, j, m within a block, block]
         # [B, j, m, frame]: frame f's sample R*m + j (its blocks f .. f+blocks_per_frame-1, in order)
         frames = torch.cat([z[..., i : i + n_frames] for i in range(self.blocks_per_frame)], dim=2)
-        t = torch.matmul(self.basis, frames[:, :, None])  # [B, j, re/im, r, frame]
+        t = torch.matmul(self.basis, frames)  # [B, j, (re/im, r), frame]: no tensor above 4-D, for every provider
         y = torch.matmul(self.butterfly, t.reshape(-1, 2 * R, n_half * n_frames))  # [B, (q, re/im), (r, frame)]
         y = y * y
         power = y.reshape(-1, R, 2, n_half * n_frames).sum(2).reshape(-1, R * n_half, n_frames)

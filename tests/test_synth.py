@@ -23,7 +23,9 @@ def _files(root: Path) -> dict[str, bytes]:
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return S.build_synth(tmp_path_factory.mktemp("synth") / "tiny", size="tiny", workers=1, progress=False)
+    # espeak only: the same bytes on every machine (the optional engines have tests of their own)
+    return S.build_synth(tmp_path_factory.mktemp("synth") / "tiny", size="tiny", workers=1, engines=("espeak",),
+                         progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -156,7 +158,7 @@ def test_words_sound_different_across_speakers(tmp_path: Path) -> None:
 
 
 def test_deterministic_across_builds_and_worker_counts(tiny: Path, tmp_path: Path) -> None:
-    again = S.build_synth(tmp_path / "again", size="tiny", workers=2, progress=False)
+    again = S.build_synth(tmp_path / "again", size="tiny", workers=2, engines=("espeak",), progress=False)
     a, b = _files(tiny), _files(again)
     assert a.keys() == b.keys()
     different = [k for k in a if a[k] != b[k]]
@@ -164,7 +166,8 @@ def test_deterministic_across_builds_and_worker_counts(tiny: Path, tmp_path: Pat
 
 
 def test_other_seed_gives_other_data(tiny: Path, tmp_path: Path) -> None:
-    other = S.build_synth(tmp_path / "s1", words=("yes", "no", "up"), size="tiny", seed=1, workers=1, progress=False)
+    other = S.build_synth(tmp_path / "s1", words=("yes", "no", "up"), size="tiny", seed=1, workers=1,
+                          engines=("espeak",), progress=False)
     m = json.loads((other / S.MANIFEST).read_text())
     assert m["counts"]["clips"] == 12 and m["key"]["seed"] == 1
     ids0 = {_speaker(r) for r in json.loads((tiny / S.MANIFEST).read_text())["clips"]}
@@ -173,7 +176,7 @@ def test_other_seed_gives_other_data(tiny: Path, tmp_path: Path) -> None:
 
 def test_second_call_returns_cached_build(tiny: Path) -> None:
     before = (tiny / S.MANIFEST).stat().st_mtime_ns
-    assert S.build_synth(tiny, size="tiny", workers=1, progress=False) == tiny
+    assert S.build_synth(tiny, size="tiny", workers=1, engines=("espeak",), progress=False) == tiny
     assert (tiny / S.MANIFEST).stat().st_mtime_ns == before
 
 
@@ -315,3 +318,101 @@ def test_flite_engine_speaks_and_is_reproducible() -> None:
     a, _ = renderer.speak(spec, sp)
     b, _ = renderer.speak(spec, sp)
     assert 0.2 < len(a) / SAMPLE_RATE <= S.MAX_WORD_SECONDS and np.array_equal(a, b)
+
+
+# ------------------------------------------------------------------ optional engines (festival, piper)
+
+needs_festival = pytest.mark.skipif(not S.festival_voices(), reason="festival and its voices not installed "
+                                    "(Debian packages; scripts/install.sh installs them)")
+needs_piper = pytest.mark.skipif(not S.piper_voices(), reason="no Piper voice wheel installed (requirements.txt)")
+
+
+def _f0(x: np.ndarray, sr: int) -> float:
+    """Median autocorrelation pitch of the voiced 40 ms frames."""
+    n, out = int(0.04 * sr), []
+    for i in range(0, len(x) - n, n // 2):
+        fr = x[i : i + n] - x[i : i + n].mean()
+        ac = np.correlate(fr, fr, "full")[n - 1 :]
+        lo, hi = sr // 400, sr // 60
+        lag = lo + int(np.argmax(ac[lo:hi]))
+        if ac[0] > 0 and ac[lag] > 0.5 * ac[0]:
+            out.append(sr / lag)
+    return float(np.median(out))
+
+
+def test_respell_gives_each_language_its_own_spelling() -> None:
+    assert S.respell("θɹˈiː", "cs") == "trí"
+    assert S.respell("kˈæt", "it") == "chet"  # c before a front vowel is spelt ch
+    assert S.respell("kˈæt", "ca") == "quet"
+    assert S.respell("ɡˈoʊ", "it") == "gou"
+    assert S.respell("jˈɛs", "ru") == "йэс"
+    assert S.respell("ʃˈiːlə", "fi") == "siile"
+    assert S.respell("(en)ɹˈaɪt(de)", "cs") == "rajt"  # espeak's language switches are dropped
+
+
+def test_auto_engines_use_what_is_installed_and_name_what_is_missing(monkeypatch: pytest.MonkeyPatch,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(S, "flite_binary", lambda: None)
+    monkeypatch.setattr(S, "festival_voices", lambda: ())
+    monkeypatch.setattr(S, "piper_voices", lambda: ())
+    assert S._resolve_engines("auto") == ("espeak",)
+    err = capsys.readouterr().err
+    assert "without flite, festival, piper" in err
+    assert "apt-get install flite" in err and "scripts/install.sh" in err
+
+
+def test_install_script_installs_every_debian_engine() -> None:
+    text = (Path(__file__).resolve().parents[1] / "scripts" / "install.sh").read_text()
+    listed = text.split("TTS_PACKAGES=(", 1)[1].split(")", 1)[0].split()
+    assert set(listed) == {"flite", *S.FESTIVAL_PACKAGES}
+
+
+@needs_festival
+def test_festival_voices_speak_reproducibly() -> None:
+    for voice in S.festival_voices():
+        lang = S.FESTIVAL_VOICES[voice].lang
+        text = "seven" if lang == "en" else S.respell("sˈɛvən", lang)
+        a, sr = S.festival_synth(text, voice, 1.0, 1.0, 1.0, seed=3)
+        b, _ = S.festival_synth(text, voice, 1.0, 1.0, 1.0, seed=3)
+        speech = S.trim_silence(S.to_16k(a, sr), floor_db=S.FESTIVAL_VOICES[voice].floor_db)
+        assert 0.15 < len(speech) / SAMPLE_RATE < 1.2, voice
+        assert np.array_equal(a, b), voice
+
+
+@needs_festival
+def test_festival_prosody_reaches_a_diphone_voice() -> None:
+    voice = next(v for v in S.festival_voices() if S.FESTIVAL_VOICES[v].prosody == "diphone")
+    low, sr = S.festival_synth("no", voice, 1.0, 0.8, 1.0, seed=0)
+    high, _ = S.festival_synth("no", voice, 1.0, 1.3, 1.0, seed=0)
+    slow, _ = S.festival_synth("no", voice, 0.6, 1.0, 1.0, seed=0)
+    fast, _ = S.festival_synth("no", voice, 1.5, 1.0, 1.0, seed=0)
+    assert _f0(high, sr) > 1.4 * _f0(low, sr)
+    assert len(S.trim_silence(slow, sr)) > 1.6 * len(S.trim_silence(fast, sr))
+
+
+@needs_festival
+def test_festival_build_records_voices_and_respellings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(S, "ENGINE_SHARES", {"flite": 0.0, "festival": 1.0, "piper": 0.0})  # every speaker
+    out = S.build_synth(tmp_path / "f", words=("yes", "no", "seven"), size="tiny", workers=1,
+                        engines=("espeak", "festival"), progress=False)
+    m = json.loads((out / S.MANIFEST).read_text())
+    assert all(v in m["engines"]["festival"] for v in S.festival_voices())
+    assert set(m["voices"]["engines"]) == {"festival"}
+    langs = {S.FESTIVAL_VOICES[v].lang for v in S.festival_voices()} - {"en"}
+    assert set(m["festival_respellings"]) == langs
+    for rel, c in m["clips"].items():
+        sp = m["speakers"][_speaker(rel)]
+        lang = S.FESTIVAL_VOICES[sp["accent"]].lang
+        assert c["text"] == (rel.split("/")[0] if lang == "en" else m["festival_respellings"][lang][rel.split("/")[0]])
+
+
+@needs_piper
+def test_piper_voice_is_a_pure_function_of_its_seed() -> None:
+    voice = S.PiperVoice(S.piper_voices()[0])
+    a = voice.synth("sˈɛvən", 1.0, 0.667, 0.8, seed=5)
+    again = S.PiperVoice(S.piper_voices()[0]).synth("sˈɛvən", 1.0, 0.667, 0.8, seed=5)  # a fresh session
+    other = voice.synth("sˈɛvən", 1.0, 0.667, 0.8, seed=6)
+    slow = voice.synth("sˈɛvən", 1.6, 0.667, 0.8, seed=5)
+    assert np.array_equal(a, again) and not np.array_equal(a, other)
+    assert 0.2 < len(a) / voice.sample_rate < 1.5 and len(slow) > 1.3 * len(a)
+    assert voice.ids("ab")[:2] == [voice.id_map["^"], voice.id_map["_"]] and voice.ids("ab")[-1] == voice.id_map["$"]

@@ -443,6 +443,28 @@ def test_festival_scheme_errors_are_failures(monkeypatch: pytest.MonkeyPatch) ->
 
 
 @needs_festival
+def test_festival_is_run_again_after_a_random_crash(monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+
+    voice = S.festival_voices()[0]
+    clean, _ = S.festival_synth("yes", voice, 1.0, 1.0, 1.0, seed=1)
+    real, runs = S._festival_run, []
+
+    def dies_once(script: str, *args: object) -> subprocess.CompletedProcess:
+        runs.append(script)
+        if len(runs) == 1:
+            return subprocess.CompletedProcess(["festival"], -11, b"", b"")
+        return real(script, *args)
+
+    monkeypatch.setattr(S, "_festival_run", dies_once)
+    again, _ = S.festival_synth("yes", voice, 1.0, 1.0, 1.0, seed=1)
+    assert len(runs) == 2 and np.array_equal(again, clean)
+    monkeypatch.setattr(S, "_festival_run", lambda *a: subprocess.CompletedProcess(["festival"], -6, b"", b""))
+    with pytest.raises(S.EngineCrash, match="signal 6"):
+        S.festival_synth("yes", voice, 1.0, 1.0, 1.0, seed=1)
+
+
+@needs_festival
 def test_a_festival_crash_falls_back_to_the_plain_word(monkeypatch: pytest.MonkeyPatch) -> None:
     """festival 2.5 dies of heap corruption on rare inputs; one clip must not end a build."""
     real = S.festival_synth

@@ -721,6 +721,7 @@ def festival_respellings(engine: EspeakLib, words: Sequence[str], voices: Sequen
 # below the voice's own: no target goes under this share of the utterance's mean pitch, so a
 # lower voice comes from the speed perturbation instead.
 FESTIVAL_F0_FLOOR = 0.9
+FESTIVAL_TRIES = 3  # runs of one call that may die of a signal before it counts as a crash
 
 
 def festival_binary() -> str | None:
@@ -808,10 +809,13 @@ def festival_synth(text: str, voice: str, rate: float, f0_scale: float, f0_range
         else:
             lines.append("(utt.synth utt)")
         lines.append(f"(utt.save.wave utt {_scheme_string(str(wav))} 'riff)")
-        try:
-            proc = _festival_run("\n".join(lines) + "\n", fv.encoding)
-        except UnicodeEncodeError:
-            raise SynthError(f"festival voice {voice} ({fv.encoding}) cannot read {text!r}") from None
+        for _ in range(FESTIVAL_TRIES):  # its heap corruption strikes at random: the same call often works again
+            try:
+                proc = _festival_run("\n".join(lines) + "\n", fv.encoding)
+            except UnicodeEncodeError:
+                raise SynthError(f"festival voice {voice} ({fv.encoding}) cannot read {text!r}") from None
+            if proc.returncode >= 0:
+                break
         out = (proc.stdout + proc.stderr).decode("latin-1", "replace")
         if proc.returncode < 0:
             raise EngineCrash(f"festival crashed (signal {-proc.returncode}) on {text!r} with voice {voice}: "

@@ -486,6 +486,20 @@ def test_a_festival_crash_falls_back_to_the_plain_word(monkeypatch: pytest.Monke
     _, info = renderer.render(dataclasses.replace(spec, mark=".", noise=None), sp)
     assert "engine_fallback" not in info
 
+    def crashes_unless_seed_0(text: str, voice: str, rate: float, f0: float, f0_range: float,
+                              seed: int) -> tuple[np.ndarray, int]:
+        calls.append((text, rate, seed))
+        if seed != 0:
+            raise S.EngineCrash("signal 11")
+        return real(text, voice, rate, f0, f0_range, seed)
+
+    monkeypatch.setattr(S, "festival_synth", crashes_unless_seed_0)
+    calls.clear()
+    spec = dataclasses.replace(spec, mark="?", noise=None, seed=7)
+    _, info = renderer.render(spec, sp)
+    assert calls == [("seven?", spec.rate, 7), ("seven", spec.rate, 7), ("seven", 1.0, 0)]
+    assert "engine_fallback" in info
+
 
 @needs_festival
 def test_festival_build_records_voices_and_respellings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

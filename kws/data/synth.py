@@ -1472,9 +1472,12 @@ class Renderer:
                     x, sr = festival_synth(spec.text + spec.mark, sp.accent, rate,
                                            sp.pitch_scale * (0.8 + 0.4 * spec.pitch_level),
                                            0.4 + 1.2 * spec.intonation, spec.seed)
-                except EngineCrash:  # the same input crashes it again: say the bare word at the voice's own pitch
-                    x, sr = festival_synth(spec.text, sp.accent, rate, 1.0, 1.0, spec.seed)
-                    self.fallbacks += 1
+                except EngineCrash:  # it crashes on this input: the bare word at the voice's own pitch,
+                    self.fallbacks += 1  # then also at its own rate with seed 0 (some crashes follow those too)
+                    try:
+                        x, sr = festival_synth(spec.text, sp.accent, rate, 1.0, 1.0, spec.seed)
+                    except EngineCrash:
+                        x, sr = festival_synth(spec.text, sp.accent, 1.0, 1.0, 1.0, 0)
             x = to_16k(x, sr)
             # speed perturbation: replaying faster raises formants like a shorter vocal tract
             x = signal.resample(x, max(1, round(len(x) / sp.vtl))).astype(np.float32)

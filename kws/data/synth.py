@@ -38,7 +38,8 @@ optional synthetic room (early echoes and a diffuse tail) and additive noise.
 
 Measured (the frozen speech embedding + its MLP head trained on synth:400 alone, 12-class
 over all 1,815 real gsc12-dev clips): espeak alone 77.1 %, + flite and festival 86.4 %,
-+ piper 87.4 %; on espeak alone, the marks +3.7 and the room/channel changes +3.2 points.
++ piper 87.4 %, + marks and rooms 89.0 %; on espeak alone, the marks add 3.7 points and the
+room/channel changes 3.2.
 See docs/synthetic_speech.md.
 
 Determinism: the plan (every random choice) is drawn up front from the seed; each clip is a
@@ -47,7 +48,8 @@ pure function of its plan entry, rendered in a freshly loaded espeak library (se
 
 Atomicity: the build writes into a hidden sibling folder and renames it into place at the
 end; a killed build leaves only that partial folder, which the next build deletes (no
-per-word resume: the default build takes ~20 s of CPU, under a minute on 2 shared cores).
+per-word resume: the default build takes ~20 s of CPU with espeak alone, ~2 minutes of CPU
+with every engine, festival's process per clip being most of it).
 
 Workers are spawned, not forked (safe beside torch threads), so a script calling
 build_synth with workers > 1 needs the usual ``if __name__ == "__main__":`` guard.

@@ -572,6 +572,12 @@ def clip_inputs(eng: Engine, src, split: str, cs, train: bool) -> ClipBatches | 
     return ViewBatches(views if views is not None else build(), cs.y)
 
 
+def data_keys(src) -> dict[str, str]:
+    """The decoded-clip cache file of each split: names that change whenever the clips do (files,
+    labels, the synthetic generator's version), so a finished run can tell which data it saw."""
+    return {s: src.split(s).path.name for s in ("train", "validation", "test") if src.split(s).path is not None}
+
+
 def final_report(eng: Engine, src, run_dir: Path, cfg: TrainConfig, progress: dict, seconds: float) -> None:
     """Score the best checkpoint on the test split (validation if the source has no test clips)."""
     env = eng.env
@@ -588,7 +594,7 @@ def final_report(eng: Engine, src, run_dir: Path, cfg: TrainConfig, progress: di
     info = {"model": cfg.model, "data": cfg.data, "split": split, "checkpoint": f"best (epoch {progress['best_epoch']})",
             "epochs_trained": progress["epoch"], "stop_reason": progress["stop_reason"],
             "params": zoo.count_params(eng.model), "test_loss": loss, "train_minutes": round(seconds / 60, 2),
-            "skipped_files": skipped}
+            "skipped_files": skipped, "data_keys": data_keys(src)}
     rep = build_report(cm, src.labels, info)
     write_report(run_dir, rep)
     plot_confusion(cm, src.labels, run_dir / "confusion.png",

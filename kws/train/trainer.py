@@ -30,6 +30,7 @@ import zoo
 from kws.data.source import describe_labels
 from kws.fsutil import LockedError, atomic_write_json, file_lock, sweep_temps, temp_files
 from kws.labels import save_labels
+from kws.pretrained import PretrainedFileError
 from kws.train import dist
 from kws.train.augment import Augmenter, mixup_target_accuracy
 from kws.train.config import CONFIG_FILE, RESUME_OVERRIDES, ConfigError, TrainConfig, load_run_config, save_yaml
@@ -444,6 +445,12 @@ def _train(cfg: TrainConfig, env: dist.Env, resume: Path | None, stop_after_epoc
     configure_torch(cfg, env.device)
     t_start = time.monotonic()
     deadline = t_start + cfg.max_minutes * 60 if cfg.max_minutes > 0 else None
+    try:  # before any data is decoded: a missing pretrained file should cost seconds, not minutes
+        zoo.check_requirements(cfg.model)
+    except ValueError as e:
+        if isinstance(e, PretrainedFileError):
+            raise
+        raise ConfigError(str(e)) from None
     src, train_cs, val_cs = open_data(cfg, env)
     labels = tuple(src.labels)
     eng = build_engine(cfg, env, labels, src.noise, load_pretrained=resume is None)

@@ -26,6 +26,9 @@ PRODUCERS: tuple[tuple[str, str], ...] = (
     ("python -m bench report", "reports, tables and plots rebuilt from benchmark run files"),
     ("python -m bench gallery", "signal gallery: per class, a clip's waveform, spectrum and model features, "
                                 "clean and augmented by the trainer's augmenter"),
+    ("python -m bench.realspeech cv", "speaker-disjoint 5-fold cross-validation of a training recipe: every real "
+                                      "clip scored once by a model that never heard its speaker (pooled accuracy "
+                                      "with a speaker-bootstrap 95 % CI, fold mean with a t interval)"),
     ("python -m bench.realspeech", "real-speech accuracy (12- and 35-class, 95 % CI) of trained weights on "
                                    "gsc12-dev speakers they never heard"),
     ("python -m bench.int8", "int8 against fp32 in ONNX Runtime: every quantization variant's batch-1 speed-up "

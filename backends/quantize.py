@@ -32,6 +32,7 @@ Recipe (ONNX Runtime's CPU kernels; this machine has AVX-512 VNNI):
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import tempfile
 import time
@@ -324,12 +325,19 @@ def quantize_int8(fp32_path: str | Path, out_path: str | Path, calib: Clips | No
     sessions: dict = {}
     sensitivity: list[dict] = []
     with tempfile.TemporaryDirectory() as d:
-        work = Path(d)
+        work = Path(d).resolve()  # absolute: the pre-processing below runs with `work` as its cwd
         raw, pre, cache = work / "net.onnx", work / "net.pre.onnx", work / "calibration.json"
         resize_gates_to_broadcast(net)  # int8 convs do not run in ORT's NCHWc layout: the Resize is only a copy
         onnx.save(net, str(raw))
-        # auto_merge: symbolic shape inference cannot prove every equal dimension equal by itself
-        quant_pre_process(str(raw), str(pre), auto_merge=True)
+        # auto_merge: symbolic shape inference cannot prove every equal dimension equal by itself. When it
+        # still fails, ORT saves the partial model (sym_shape_infer_temp.onnx and a weights-sized uuid .data
+        # file) into the current directory before raising: run it from `work`, which is deleted either way
+        try:
+            with contextlib.chdir(work):
+                quant_pre_process(str(raw), str(pre), auto_merge=True)
+        except Exception as e:
+            raise ModelFileError(f"{fp32_path}: int8 pre-processing (ORT optimisation and symbolic shape "
+                                 f"inference) failed: {type(e).__name__}: {e}") from e
         pre_model = onnx.load(str(pre))
         groups = node_groups(pre_model)
         quantizable = [n.name for n in pre_model.graph.node if n.op_type in QUANTIZABLE]

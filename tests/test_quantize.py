@@ -146,3 +146,31 @@ def test_int8_of_a_squeeze_excite_model(tmp_path, monkeypatch):
     assert sens.float_layers > by_name["qdq-dense"].float_layers
     assert r.chosen != "fp32"
     assert not any(n.op_type == "Resize" for n in onnx.load(str(tmp_path / "m.int8.onnx")).graph.node)
+
+
+def test_failed_shape_inference_leaves_nothing_in_the_cwd(tmp_path, monkeypatch):
+    """ORT saves a partial model (sym_shape_infer_temp.onnx + a weights-sized uuid .data file) into the
+    current directory when symbolic shape inference is incomplete: the quantizer runs it in its temp dir,
+    and the failure is a ModelFileError naming the file."""
+    from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+
+    from backends.base import ModelFileError
+    from backends.clips import Clips
+    from backends.export import resolve_onnx
+    from backends.quantize import QUICK_VARIANTS, quantize_int8
+    from tests._backend_fixtures import clips, make_run
+
+    monkeypatch.setenv("KWS_EXPORTS", str(tmp_path / "exports"))
+    fp32 = resolve_onnx(make_run(tmp_path / "runs"), log=None)
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    def incomplete(self) -> bool:  # one pass that ends with shapes left unknown: ORT's own failure path
+        self.run_ = False
+        return False
+
+    monkeypatch.setattr(SymbolicShapeInference, "_infer_impl", incomplete)
+    with pytest.raises(ModelFileError, match="symbolic shape inference"):
+        quantize_int8(fp32, tmp_path / "m.int8.onnx", calib=Clips(clips(4), None, "syn"),
+                      evalset=Clips(clips(4, seed=6), None, "syn"), variants=QUICK_VARIANTS[:1], log=None)
+    assert list(cwd.iterdir()) == []

@@ -1,6 +1,6 @@
 """Your own words: synthetic examples of any word, negatives, hard negatives, default noise.
 
-Three kinds of data-source part (kws.data.source hands them here):
+Four kinds of data-source part (kws.data.source hands them here):
 
 - `say:WORDS`, `say:N:WORDS`: N synthetic clips (default SAY_PER_WORD) of each comma-separated
   word, made by the generator (`python -m kws.data.synth`, see build_words) into
@@ -10,6 +10,8 @@ Three kinds of data-source part (kws.data.source hands them here):
 - `train:PATH`: your words, `PATH/<word>/*.wav`, every clip in the training split. With a
   handful of recordings a held-out split would cost a fifth of them; the few-shot benchmark
   (bench.fewshot) gives exactly k recordings per word to training this way.
+- `val:PATH`: the same layout, every clip in the validation split (early stopping and the
+  best checkpoint on recordings no training clip came from: bench.fewshot's held-back takes).
 - `negatives:PATH`: every audio file under PATH, at any depth, in the training split as a word
   that is no label, so `_unknown_` (hard negatives: the false detections `live.py
   --save-detections` kept).
@@ -180,13 +182,17 @@ def index_say(arg: str, root: Path, seed: int, name: str) -> SourceIndex:
 
 # --------------------------------------------------------------------------- train: and negatives:
 
-def _only_train(index: SourceIndex, rule: str) -> SourceIndex:
+def _only(index: SourceIndex, split: str, rule: str) -> SourceIndex:
     every = tuple(e for s in SPLITS for e in index.splits[s])
-    return dataclasses.replace(index, splits={"train": every, "validation": (), "test": ()}, split_rule=rule)
+    return dataclasses.replace(index, splits={s: every if s == split else () for s in SPLITS}, split_rule=rule)
 
 
 def index_train(path: Path, seed: int, name: str) -> SourceIndex:
-    return _only_train(index_layout(path, "folder", seed, name=name), "every clip in training (train:)")
+    return _only(index_layout(path, "folder", seed, name=name), "train", "every clip in training (train:)")
+
+
+def index_val(path: Path, seed: int, name: str) -> SourceIndex:
+    return _only(index_layout(path, "folder", seed, name=name), "validation", "every clip in validation (val:)")
 
 
 def audio_files_under(folder: Path) -> list[Path]:

@@ -12,6 +12,7 @@ Specs (combine with `+`, e.g. `synth+gsc12-dev`):
   a clip of weight 1 (e.g. `synth:400*0.3+gsc12-dev`: real clips outweigh synthetic ones)
 - `say:WORDS`, `say:N:WORDS`   synthetic speech of any comma-separated words (kws.data.custom)
 - `train:PATH`      a folder per word whose every clip is training data (kws.data.custom)
+- `val:PATH`        a folder per word whose every clip is validation data (kws.data.custom)
 - `negatives:PATH`  every audio file under PATH as a training clip of `_unknown_` (kws.data.custom)
 
 Relative paths are taken from the working directory, then from the repository root (so
@@ -45,9 +46,9 @@ SHORTCUTS: dict[str, str] = {
 }
 SYNTH_SIZES = ("default", "tiny")
 SYNTH_PER_WORD = 100  # the contract's default: at least 100 clips per word
-CUSTOM_KINDS = ("say", "train", "negatives")  # parts read by kws.data.custom
+CUSTOM_KINDS = ("say", "train", "val", "negatives")  # parts read by kws.data.custom
 SYNTHETIC_KINDS = ("synth", "say")  # generated speech: no recorded speaker to cross-validate by
-FOLD_KINDS = ("gsc", "folder")  # re-split by speaker under --fold; train:/negatives: stay training data
+FOLD_KINDS = ("gsc", "folder")  # re-split by speaker under --fold; train:/val:/negatives: keep their split
 # The synthetic set is one fixed data set (seed 0). open_source's `seed` drives sampling (fast
 # subset, silence cuts, random splits); tying it to the generator would rebuild the whole
 # set for every training seed.
@@ -121,7 +122,7 @@ def parse_spec(spec: str) -> list[SourceSpec]:
         else:
             raise DataError(
                 f"unknown data source {text!r}; expected synth, synth:tiny, gsc:PATH, folder:PATH, "
-                f"say:WORDS, train:PATH, negatives:PATH, {', '.join(SHORTCUTS)}, or several joined by '+'"
+                f"say:WORDS, train:PATH, val:PATH, negatives:PATH, {', '.join(SHORTCUTS)}, or several joined by '+'"
             )
     return out
 
@@ -169,6 +170,8 @@ def index_spec(part: SourceSpec, root: Path, seed: int) -> SourceIndex:
     name = part.text if part.text in SHORTCUTS else f"{part.kind}:{path.name}"
     if part.kind == "train":
         return custom.index_train(path, seed, name=name)
+    if part.kind == "val":
+        return custom.index_val(path, seed, name=name)
     if part.kind == "negatives":
         return custom.index_negatives(path, name=name)
     return index_layout(path, part.kind, seed, name=name)
@@ -324,7 +327,7 @@ def open_source(
     fast: a stratified 5,000-clip training subset. seed: fast subset, silence cuts and random
     splits. cache_dir: default $KWS_CACHE or <repo>/data_cache. fold: "K/N" re-splits every
     recorded `gsc:`/`folder:` part by speaker for cross-validation (kws.data.folds); synthetic
-    parts keep their own split, `train:` and `negatives:` parts stay training data.
+    parts keep their own split, and so do `train:`, `val:` and `negatives:` parts.
     """
     root = cache_root(cache_dir)
     parts = parse_spec(spec)

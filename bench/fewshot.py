@@ -91,20 +91,25 @@ def link_takes(rec: dict[str, dict[int, Path]], takes: Sequence[int], out: Path)
     return out
 
 
-def run_config(base, arm: str, speaker: str, k: int, rec, words: Sequence[str], runs: Path):
+def run_config(base, arm: str, speaker: str, k: int, rec, words: Sequence[str], runs: Path,
+               val_takes: Sequence[int] = VAL_TAKES):
     """The TrainConfig of one point of the curve (its data folders laid out under runs/)."""
     from kws.data.custom import say_spec
 
+    # every arm gets the same negatives: the recipe's "auto" would give them to the synth arm only
+    negatives = "synth" if base.negatives == "auto" else base.negatives
     name = f"{SYNTH_ONLY}" if arm == SYNTH_ONLY else f"{arm}-{speaker}-k{k}"
     folder = runs / name
     if arm == SYNTH_ONLY:
         # the very build --synth-words auto makes of these words: one generation, one feature cache
         return dataclasses.replace(base, data=say_spec(sorted(words), base.synth_per_word), synth_words="",
-                                   negatives="synth", out=str(folder / "run"))
+                                   negatives=negatives, out=str(folder / "run"))
+    if set(range(k)) & set(val_takes):
+        raise ValueError(f"k = {k} would train on the validation takes {list(val_takes)}")
     train = link_takes(rec[speaker], range(k), folder / "train")
-    val = link_takes(rec[speaker], VAL_TAKES, folder / "val")
+    val = link_takes(rec[speaker], val_takes, folder / "val")
     return dataclasses.replace(base, data=f"train:{train}+val:{val}", synth_words="auto" if arm == "synth" else "",
-                               negatives="synth", out=str(folder / "run"))
+                               negatives=negatives, out=str(folder / "run"))
 
 
 def test_clips(root: Path, labels: Sequence[str], cache_dir: str | None):
@@ -137,7 +142,7 @@ def score(run: Path, clips, cfg) -> np.ndarray:
 
 def measure(root: Path = FSDD, speakers: Sequence[str] | None = None, ks: Sequence[int] = KS,
             arms: Sequence[str] = (*ARMS, SYNTH_ONLY), recipe: Path = RECIPE, runs: Path = REPO / "runs" / "fewshot",
-            overrides: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+            overrides: dict[str, Any] | None = None, val_takes: Sequence[int] = VAL_TAKES) -> list[dict[str, Any]]:
     """One row per (arm, training speaker, k) and per test speaker: see the module doc."""
     from bench.realspeech import run_dir_complete
     from kws.train.config import resolve
@@ -147,23 +152,24 @@ def measure(root: Path = FSDD, speakers: Sequence[str] | None = None, ks: Sequen
     words = sorted({w for s in rec.values() for w in s})
     speakers = list(speakers or sorted(rec))
     base = resolve({**(overrides or {})}, recipe)
-    clips = None
+    clips: dict[tuple[str, ...], Any] = {}  # the test clips through each label set met
     rows = []
     jobs = [(arm, s, k) for k in ks for s in speakers for arm in arms if arm != SYNTH_ONLY]
     jobs += [(SYNTH_ONLY, "", 0)] if SYNTH_ONLY in arms else []
     for n, (arm, speaker, k) in enumerate(jobs, 1):
-        cfg = run_config(base, arm, speaker, k, rec, words, runs)
+        cfg = run_config(base, arm, speaker, k, rec, words, runs, val_takes)
         t0 = time.monotonic()
         run = Path(cfg.out)
         reused = run_dir_complete(run)
         if not reused:
             train(cfg)
         seconds = time.monotonic() - t0
-        if clips is None:
-            clips = test_clips(root, _labels_of(run), cfg.cache_dir)
-        pred = score(run, clips, cfg)
-        truth = np.asarray(clips.y)
-        who = np.array([speaker_of(f) for f in clips.files])
+        labels = _labels_of(run)
+        if labels not in clips:
+            clips[labels] = test_clips(root, labels, cfg.cache_dir)
+        pred = score(run, clips[labels], cfg)
+        truth = np.asarray(clips[labels].y)
+        who = np.array([speaker_of(f) for f in clips[labels].files])
         for test_speaker in sorted(set(who) - {speaker}):
             m = who == test_speaker
             rows.append({"arm": arm, "train_speaker": speaker or None, "k": k, "test_speaker": test_speaker,

@@ -266,7 +266,9 @@ def report(results: Path = RESULTS) -> tuple[Path, Path]:
     for s in summary:
         if s["arm"] == SYNTH_ONLY:
             ax.axhline(100 * s["pooled"], color="0.4", ls=":", label=f"synthetic only: {_pct(s['pooled'])} %")
-    ax.axhline(10, color="0.8", lw=0.8)
+    n_words = meta.get("words")
+    if n_words:
+        ax.axhline(100 / n_words, color="0.8", lw=0.8, label=f"chance: 1 in {n_words}")
     ax.set_xscale("log")
     ax.set_xticks(sorted({s["k"] for s in summary if s["k"] > 0}))
     ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
@@ -322,7 +324,8 @@ def main(argv: list[str] | None = None) -> int:
                        [int(k) for k in args.k.split(",") if k], arms, args.recipe, args.runs,
                        {"threads": args.threads, "progress": False, "cache_dir": args.cache_dir})
         command = "python -m bench.fewshot " + " ".join(argv if argv is not None else sys.argv[1:])
-        print(write_results(args.out, rows, command=command, recipe=str(args.recipe.relative_to(REPO))
+        words = len({p.name for p in args.data.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))})
+        print(write_results(args.out, rows, command=command, words=words, recipe=str(args.recipe.relative_to(REPO))
                             if args.recipe.is_relative_to(REPO) else str(args.recipe)))
         report(args.out)
     except (DataError, ConfigError, ValueError) as e:

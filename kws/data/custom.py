@@ -16,7 +16,7 @@ Four kinds of data-source part (kws.data.source hands them here):
   that is no label, so `_unknown_` (hard negatives: the false detections `live.py
   --save-detections` kept).
 
-`open_custom` turns train.py's custom-word options (`--synth-words`, `--negatives`,
+`plan_custom` turns train.py's custom-word options (`--synth-words`, `--negatives`,
 `--hard-negatives`) into such parts and chooses the labels: your words, `_silence_`,
 `_unknown_`. The negatives are synthetic speech of other words: the 35 Speech Commands words
 and the generator's filler words, less your own, NEGATIVE_PER_WORD clips each.

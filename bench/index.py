@@ -34,6 +34,8 @@ PRODUCERS: tuple[tuple[str, str], ...] = (
                                 "accuracy on the other speakers with 95 % CIs, and each run's wall time"),
     ("python -m bench.realspeech", "real-speech accuracy (12- and 35-class, 95 % CI) of trained weights on "
                                    "gsc12-dev speakers they never heard"),
+    ("python -m bench.int8", "int8 against fp32 in ONNX Runtime: every quantization variant's batch-1 speed-up "
+                             "(interleaved, one run) and top-1 agreement with fp32 on held-out real clips"),
     ("python -m bench", "the benchmark suite: every model x backend (accuracy, latency, throughput, memory), "
                         "streaming false accepts through the live engine, accuracy under noise"),
     ("python -m backends.bench_latency", "batch-1 latency of every backend, int8 against fp32, interleaved in one "

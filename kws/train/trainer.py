@@ -508,7 +508,7 @@ def _train(cfg: TrainConfig, env: dist.Env, resume: Path | None, stop_after_epoc
         progress["teacher_sha256"] = eng.teacher.sha256
         if env.main:
             print(f"distilling from {eng.teacher.name} ({eng.teacher.path}): weight {cfg.distill_weight}, "
-                  f"temperature {cfg.distill_temperature}", flush=True)
+                  f"temperature {cfg.distill_temperature}, teacher runs in {eng.teacher.runtime}", flush=True)
 
     workers = cfg.workers if cfg.workers is not None else (4 if env.device.type == "cuda" else 0)
     pin = cfg.pin_memory if cfg.pin_memory is not None else env.device.type == "cuda"

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from kws.data.custom import NEGATIVES, SAY_PER_WORD
 from kws.data.views import DEFAULT_LABELS
 from kws.fsutil import atomic_write_text
 
@@ -36,6 +37,11 @@ class TrainConfig:
     pretrained_file: str | None = None  # ... or from a local .safetensors/.pth file (offline)
     init_from: str | None = None  # start from trained weights (zoo name, run folder, .safetensors); other labels: fresh head
     fold: str = ""  # K/N: speaker-disjoint cross-validation fold of the recorded data (kws.data.folds)
+    # --- your own words (kws.data.custom)
+    synth_words: str = ""  # add synthetic speech of auto (the words of --data) or WORD,WORD (labels: yours + _unknown_)
+    synth_per_word: int = SAY_PER_WORD  # synthetic clips of each of those words
+    negatives: str = "auto"  # other words as _unknown_: synth (synthetic, 140 words), none, auto (synth with synth_words)
+    hard_negatives: str | None = None  # a folder of false detections (live.py --save-detections), trained as _unknown_
     out: str | None = None  # run folder; default <runs_dir>/<model>-<timestamp>
     runs_dir: str = "runs"
     cache_dir: str | None = None  # decoded-clip cache; default $KWS_CACHE or <repo>/data_cache
@@ -117,6 +123,8 @@ class TrainConfig:
             (self.mixup_alpha > 0, "mixup_alpha must be > 0"),
             (self.cache_views >= 1, "cache_views must be >= 1"),
             (self.backbone_lr_scale >= 0, "backbone_lr_scale must be >= 0"),
+            (self.synth_per_word >= 1, "synth_per_word must be >= 1"),
+            (self.negatives in NEGATIVES, f"negatives must be one of {', '.join(NEGATIVES)}, not {self.negatives!r}"),
             (0.0 <= self.distill_weight <= 1.0, "distill_weight is a share in [0, 1]"),
             (self.distill_temperature > 0, "distill_temperature must be > 0"),
             (not (self.freeze_backbone and self.teacher), "teacher and freeze_backbone do not combine: a frozen "

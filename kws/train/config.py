@@ -265,11 +265,19 @@ def resolve(cli: dict[str, Any], yaml_path: str | Path | None = None,
     return TrainConfig(**values)
 
 
+# Settings added after run folders existed, each with a default that reproduces what runs did before
+# it: a config without them is an older run's, not a damaged one.
+LATER_SETTINGS = ("synth_words", "synth_per_word", "negatives", "hard_negatives")
+
+
 def load_run_config(run_dir: str | Path) -> TrainConfig:
     """The config a run was started with. train.py saves every field, so a missing one means the
     file was emptied, cut short or is not a run's: an error, never a silent default."""
     path = Path(run_dir) / CONFIG_FILE
     values = load_yaml(path)
+    if values:  # a run started before a setting existed ran with that setting's default
+        for name in LATER_SETTINGS:
+            values.setdefault(name, TrainConfig.__dataclass_fields__[name].default)
     missing = [f.name for f in dataclasses.fields(TrainConfig) if f.name not in values]
     if missing:
         what = "is empty" if not values else f"lacks {len(missing)} settings ({', '.join(missing[:6])})"

@@ -40,7 +40,8 @@ clip=$(ls "$SHARED"/gsc12-dev/yes/*.wav 2>/dev/null | head -1 || true)
 [ -n "$clip" ] && $PY -m kws predict "$clip" --model "$RUN" --backend ort-cpu
 
 echo "== 5/6 bench: quick accuracy x latency matrix, streaming and noise (shipped weights + this run)"
-$PY -m bench --quick --run "$RUN"
+# into the run's own folder: results/ holds the project's published measurements
+$PY -m bench --quick --run "$RUN" --out "$OUT/results"
 
 echo "== 6/6 summary"
-$PY scripts/quickstart_summary.py "$RUN" --real-speech "$OUT/real_speech.json"
+$PY scripts/quickstart_summary.py "$RUN" --real-speech "$OUT/real_speech.json" --bench "$OUT/results"

@@ -1,9 +1,10 @@
 """The last word of setup.sh: what was trained, how well it hears real speakers, how fast it runs.
 
 Usage: python scripts/quickstart_summary.py RUN [--real-speech runs/quickstart/real_speech.json]
+                                              [--bench runs/quickstart/bench]
 
 Reads only files the earlier steps wrote: the run's report, the real-speech result of
-`bench.realspeech cv`, and the newest quick-bench JSON in results/bench/.
+`bench.realspeech cv`, and the newest quick-bench JSON under the bench folder.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run", type=Path)
     ap.add_argument("--real-speech", type=Path)
+    ap.add_argument("--bench", type=Path, default=REPO / "results", help="the quick bench's --out folder")
     args = ap.parse_args(argv)
     run = args.run
     report = json.loads((run / "report.json").read_text())
@@ -34,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(f"real speech: not measured (no ../shared/data here); {report['split']} accuracy on synthetic "
               f"speakers it never heard: {100 * report['accuracy']:.1f} %")
-    quick = sorted((REPO / "results" / "bench").glob("*-quick.json"), key=lambda p: p.stat().st_mtime)
+    quick = sorted((args.bench / "bench").glob("*-quick.json"), key=lambda p: p.stat().st_mtime)
     if quick:
         rows = json.loads(quick[-1].read_text())["results"]
         mine = [r for r in rows if r.get("kind") == "matrix" and r.get("weights") not in ("shipped", "untrained")

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from zoo.model import KWSModel
 
 DEFAULT_OPSET = 17  # >= 17 for LayerNormalization-era ops; 18 exports and runs identically (tested)
-EXPORT_VERSION = "2"  # bump when the graph recipe changes: invalidates every cached export
+EXPORT_VERSION = "3"  # bump when the graph recipe changes: invalidates every cached export
 WAVEFORM_INPUT, FEATURES_INPUT, OUTPUT = "waveform", FEATURES_TENSOR, "probs"
 PARITY_CLIPS = 64
 

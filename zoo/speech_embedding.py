@@ -104,9 +104,10 @@ class SpeechEmbedding(nn.Module):
                 put(conv.bias, f"model/conv2d_{i}/Conv2D_bias_fused_bn")
 
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
-        x = F.pad(feats.transpose(2, 3), (1, 1))  # [B, 1, frames, bands + 2]: the original pads the bands
-        # The original's stem order: conv, ReLU, BatchNorm, then the LeakyReLU + floor every layer has.
-        x = self.stem_bn(F.relu(self.stem(x)))
+        x = feats.transpose(2, 3)  # [B, 1, frames, bands]
+        # The original's stem order: conv (over the bands padded by one zero each side), ReLU,
+        # BatchNorm, then the LeakyReLU + floor every layer has.
+        x = self.stem_bn(F.relu(F.conv2d(x, self.stem.weight, None, padding=(0, 1))))
         x = torch.clamp_min(F.leaky_relu(x, LEAK), FLOOR)
         convs = iter(self.convs)
         for kind, arg in self.plan:
@@ -114,7 +115,8 @@ class SpeechEmbedding(nn.Module):
                 x = F.max_pool2d(x, arg, arg)
                 continue
             conv = next(convs)
-            x = conv(F.pad(x, arg) if any(arg) else x)
+            # the band padding as the convolution's own (same zeros): one Conv node in ONNX, not Pad + Conv
+            x = F.conv2d(x, conv.weight, conv.bias, padding=(arg[2], arg[0]))
             if conv.bias is not None:
                 x = torch.clamp_min(F.leaky_relu(x, LEAK), FLOOR)
         return x[..., 0].transpose(1, 2)  # [B, W, 96]

@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -25,14 +28,31 @@ MAX_BYTES = 20 * 1024 * 1024
 METRICS = {"acc12": "12-class, every clip", "acc35": "35-class, word clips", "acc": "exact label, every clip"}
 
 
-def cv_accuracy(path: Path) -> dict:
+def protocol(cv_folds: list[str], shipped_fold: str) -> tuple[str, str]:
+    """(how the figures were measured, how the shipped weights relate to them)."""
+    if cv_folds == ["all"]:
+        return ("one model trained on synthetic speech only, scored on every clip of the real sets (bench.realspeech "
+                "cv); pooled accuracy with a 95 % speaker-bootstrap interval", "These weights are that model.")
+    if len(cv_folds) == 1:
+        k = cv_folds[0].split("/")[0]
+        how = (f"fold {k} of the recipe's speaker-disjoint 5-fold split (bench.realspeech cv): the model trained on "
+               f"the other folds, scored on fold {k}'s speakers; pooled accuracy with a 95 % speaker-bootstrap interval")
+        if shipped_fold == cv_folds[0]:
+            return how, f"These weights are that fold-{k} model (its training held fold {k}'s speakers out)."
+        return how, "One fold only: a rough estimate for the shipped weights, which trained on other data."
+    how = ("speaker-disjoint 5-fold cross-validation of the recipe (bench.realspeech cv); pooled accuracy with a 95 % "
+           "speaker-bootstrap interval; fold mean with a 95 % t interval")
+    return how, "These are the recipe's estimate: the shipped weights were trained once more on every fold."
+
+
+def cv_accuracy(path: Path, shipped_fold: str = "all") -> dict:
     """The real-speech figures of a cross-validation result, in the CheckpointMeta.accuracy shape."""
     from kws.fsutil import read_json
 
     doc = read_json(path, "cross-validation result")
     rows = [r for r in doc["results"] if r.get("kind") == "summary"]
-    out: dict = {"protocol": "speaker-disjoint 5-fold cross-validation of the recipe (bench.realspeech cv); "
-                             "pooled accuracy with a 95 % speaker-bootstrap interval; fold mean with a 95 % t interval",
+    how, shipped = protocol(list(doc["metadata"].get("folds", [])), shipped_fold)
+    out: dict = {"protocol": how, "shipped": shipped,
                  "source": str(path), "commit": doc["metadata"]["git"].get("commit", "?")[:10], "figures": []}
     for r in rows:
         fig = {"set": r["part"], "metric": r["metric"], "figure": f"{r['part']} {METRICS[r['metric']]}",
@@ -109,8 +129,7 @@ def card_markdown(name: str, model, meta, size: int, command: str) -> str:
             fm = f"{100 * f['fold_mean']:.1f} % ({100 * flo:.1f}-{100 * fhi:.1f})" if flo == flo else "–"
             lines.append(f"| {f['set']} | {METRICS[f['metric']]} | {f['clips']} ({f['speakers']}) | "
                          f"{100 * f['value']:.1f} % ({100 * lo:.1f}-{100 * hi:.1f}) | {fm} |")
-        lines += ["", f"From `{a['source']}` (commit {a['commit']}). These are the recipe's estimate: the shipped "
-                      f"weights were trained once more on every fold."]
+        lines += ["", f"From `{a['source']}` (commit {a['commit']}). {a.get('shipped', '')}".rstrip()]
     else:
         lines.append("Not measured.")
     lat = meta.latency
@@ -151,11 +170,15 @@ def main(argv: list[str] | None = None) -> int:
         from kws.pretrained import LICENSE
 
         pretrained = LICENSE
+    meta = CheckpointMeta.from_dict(raw)
+    found = re.search(r"cross-validation fold ([^)\s]+)", meta.training_data or "")
+    fold = found.group(1) if found else "all"
+    up = Path(*[".."] * (len(out.relative_to(REPO).parts) - 1))  # the card's way back to the repository root
     meta = dataclasses.replace(
-        CheckpointMeta.from_dict(raw), source_checkpoint=str(args.ref), pretrained=pretrained,
-        recipe=f"[{args.recipe.as_posix()}]({Path('../..') / args.recipe}), trained with "
-               f"`python train.py --config {args.recipe.as_posix()} --fold all`" + (f"; {args.note}" if args.note else ""),
-        accuracy=cv_accuracy(args.cv) if args.cv else {})
+        meta, source_checkpoint=str(args.ref), pretrained=pretrained,
+        recipe=f"[{args.recipe.as_posix()}]({(up / args.recipe).as_posix()}), trained with "
+               f"`python train.py --config {args.recipe.as_posix()} --fold {fold}`" + (f"; {args.note}" if args.note else ""),
+        accuracy=cv_accuracy(args.cv, fold) if args.cv else {})
     save_checkpoint(model, out, meta.to_dict(), half=True)
     meta = dataclasses.replace(meta, latency=measure_latency(out))
     save_checkpoint(model, out, meta.to_dict(), half=True)  # again, now with the latency measured on the file

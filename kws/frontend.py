@@ -137,6 +137,11 @@ class FactorizedDFT(nn.Module):
         n_blocks = self.n_frames + self.blocks_per_frame - 1
         q = x[:, : n_blocks * self.hop].reshape(-1, n_blocks, self.hop // self.radix, self.radix)
         frames = torch.cat([q[:, i : i + self.n_frames] for i in range(self.blocks_per_frame)], dim=2)
+        return self.frames_power(frames)
+
+    def frames_power(self, frames: torch.Tensor) -> torch.Tensor:
+        """Frames [B, F, n_fft/radix, radix] (sample radix*m + j at [m, j]; a [B, F, n_fft] tensor reshaped)
+        -> power [B, F, n_fft//2+1]. Also the streaming frontend's, which frames only the new audio."""
         frames = frames.transpose(2, 3) * self.window  # [B, F, radix, sub]: sub-sequence j is x[radix*m + j]
         y = torch.matmul(frames, self.basis)
         re, im = self._extend(y[..., : self.n_half]), self._extend(y[..., self.n_half :])

@@ -772,6 +772,10 @@ class DetectionEngine:
         """The recent mic-to-decision latencies in seconds (bounded by cfg.stats_size)."""
         return list(self._lat_inferred if inferred_only else self._lat_all)
 
+    def infer_times(self) -> list[float]:
+        """The recent times spent in the model (predict_fn or the stream model) per decided hop, in seconds."""
+        return list(self._infer)
+
     # -- worker
     def _run(self) -> None:
         proc = self._proc

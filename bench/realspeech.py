@@ -158,12 +158,34 @@ def resolve_init(cfg, fold: str, runs_dir: Path):
     return dataclasses.replace(cfg, **out) if out else cfg
 
 
+# Settings a finished run may differ in and still be the recipe's run (they change no number).
+NEUTRAL = {"threads", "progress", "workers", "pin_memory", "device", "out", "max_minutes"}
+
+
+def check_finished_run(cfg, fold: str, run: Path) -> None:
+    """A finished fold is reused only if it ran this recipe on the same data; else it must be redone."""
+    from kws.data import open_source
+    from kws.fsutil import read_json
+    from kws.train.config import load_run_config
+    from kws.train.trainer import data_keys
+
+    saved = load_run_config(run).to_dict()
+    want = dataclasses.replace(cfg, fold=fold).to_dict()
+    differ = sorted(k for k in want if k not in NEUTRAL and saved.get(k) != want[k])
+    now = data_keys(open_source(cfg.data, labels=cfg.labels, seed=cfg.seed, fold=fold, cache_dir=cfg.cache_dir))
+    seen = read_json(run / "report.json", "run report").get("data_keys")
+    if differ or seen != now:
+        why = f"settings {', '.join(differ)} differ" if differ else "its clips differ (data changed since it ran)"
+        raise SystemExit(f"{run}: a finished run of another recipe or data ({why}); remove it to retrain this fold")
+
+
 def train_fold(cfg, fold: str, out: Path, threads: int = 0) -> Path:
     """Train one fold into `out`, or finish it if a kill left it half done."""
     from kws.train.state import STATE_FILE
     from kws.train.trainer import resume_config, train
 
     if run_dir_complete(out):
+        check_finished_run(cfg, fold, out)
         return out
     if (out / STATE_FILE).is_file():
         over = {"threads": threads} if threads else {}

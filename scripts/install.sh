@@ -11,16 +11,42 @@ SYSTEM_PACKAGES=(libportaudio2 libsndfile1 espeak-ng sox xvfb libegl1 libgl1 lib
   libfontconfig1 libdbus-1-3 libxkbcommon0 libxkbcommon-x11-0 libxcb-cursor0 libxcb-icccm4
   libxcb-keysyms1 libxcb-shape0 libxcb-xinerama0 libxcb-randr0 libxcb-render-util0 libxcb-image0)
 
+# More voices for the synthetic speech set (kws.data.synth, engines flite and festival):
+# flite, festival and its free voices in Debian main. Best effort: a distribution that lacks
+# some of them still installs the rest, and the generator builds without any of them (it
+# names what is missing). Keep in step with kws.data.synth.FESTIVAL_PACKAGES (a test checks).
+TTS_PACKAGES=(flite festival festival-ca festival-czech festvox-ca-ona-hts festvox-czech-dita
+  festvox-czech-krb festvox-czech-ph festvox-italp16k festvox-itapc16k festvox-kallpc16k
+  festvox-kdlpc16k festvox-ru festvox-suopuhe-common festvox-suopuhe-lj festvox-suopuhe-mv
+  festvox-us-slt-hts)
+
 if command -v apt-get >/dev/null 2>&1; then
   missing=()
   for p in "${SYSTEM_PACKAGES[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
   done
-  if [ ${#missing[@]} -gt 0 ]; then
-    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-    echo "installing system packages: ${missing[*]}"
+  missing_tts=()
+  for p in "${TTS_PACKAGES[@]}"; do
+    dpkg -s "$p" >/dev/null 2>&1 || missing_tts+=("$p")
+  done
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  if [ ${#missing[@]} -gt 0 ] || [ ${#missing_tts[@]} -gt 0 ]; then
     $SUDO apt-get update -qq
+  fi
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "installing system packages: ${missing[*]}"
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  fi
+  if [ ${#missing_tts[@]} -gt 0 ]; then
+    available=()
+    for p in "${missing_tts[@]}"; do
+      if apt-cache show "$p" >/dev/null 2>&1; then available+=("$p"); else echo "note: $p is not in this distribution (the synthetic set is built without it)"; fi
+    done
+    if [ ${#available[@]} -gt 0 ]; then
+      echo "installing TTS voices: ${available[*]}"
+      DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${available[@]}" \
+        || echo "note: some TTS voices failed to install (the synthetic set is built without them)" >&2
+    fi
   fi
 else
   echo "apt-get not found: install PortAudio and libsndfile yourself (see README.md)" >&2

@@ -76,6 +76,11 @@ def test_cross_validation_trains_every_fold_scores_each_clip_once_and_resumes(tm
     again = realspeech.cross_validate(recipe, runs_dir=runs, out=tmp_path / "cv2.json", command="test")
     assert json.loads(again.read_text())["results"][:3] == doc["results"][:3]
 
+    # a finished fold of another recipe is never passed off as this one's
+    recipe.write_text(recipe.read_text().replace("epochs: 1", "epochs: 2"))
+    with pytest.raises(SystemExit, match="settings epochs differ.*remove it to retrain"):
+        realspeech.cross_validate(recipe, runs_dir=runs, out=tmp_path / "cv3.json", command="test")
+
     (tmp_path / "results" / "cv").mkdir(parents=True)
     (tmp_path / "results" / "cv" / "tiny.json").write_text(out.read_text())
     md = realspeech.report(results=tmp_path / "results", out=tmp_path / "rs.md").read_text()

@@ -1,6 +1,7 @@
 """The synthetic speech generator (kws.data.synth): layout, determinism, splits, variety, DSP."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import wave
 from pathlib import Path
@@ -23,7 +24,9 @@ def _files(root: Path) -> dict[str, bytes]:
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return S.build_synth(tmp_path_factory.mktemp("synth") / "tiny", size="tiny", workers=1, progress=False)
+    # espeak only: the same bytes on every machine (the optional engines have tests of their own)
+    return S.build_synth(tmp_path_factory.mktemp("synth") / "tiny", size="tiny", workers=1, engines=("espeak",),
+                         progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -152,11 +155,24 @@ def test_words_sound_different_across_speakers(tmp_path: Path) -> None:
     assert hits / len(feats) >= 0.75
 
 
+def test_punctuation_marks_change_the_intonation(tmp_path: Path) -> None:
+    data = S.private_espeak_data(tmp_path / "d", ["en-US"])
+    sp = S.Speaker("0000beef", "espeak", "en-US", "", 1.0, 1.0, 0.8, 0.5, 0.6)
+    S.install_voice(data, sp.id, S.voice_file_text(data, "en-US", "", 1.0, 1.0))
+    renderer = S.Renderer({}, data)
+    spec = S._draw_clip(np.random.default_rng(0), 0, "no", sp, 0)
+    said = {m: renderer.speak(dataclasses.replace(spec, mark=m), sp)[0] for m in (".", "?", "!")}
+    end = {m: _f0(x[len(x) // 2 :], SAMPLE_RATE) for m, x in said.items()}
+    assert end["?"] > 1.05 * end["."]  # a question rises at the end
+    assert not np.array_equal(said["!"][: len(said["."])], said["."][: len(said["!"])])
+    assert len(set(S.MARKS)) > 1 and abs(sum(S.MARKS.values()) - 1) < 1e-9
+
+
 # ------------------------------------------------------------------ determinism and caching
 
 
 def test_deterministic_across_builds_and_worker_counts(tiny: Path, tmp_path: Path) -> None:
-    again = S.build_synth(tmp_path / "again", size="tiny", workers=2, progress=False)
+    again = S.build_synth(tmp_path / "again", size="tiny", workers=2, engines=("espeak",), progress=False)
     a, b = _files(tiny), _files(again)
     assert a.keys() == b.keys()
     different = [k for k in a if a[k] != b[k]]
@@ -164,7 +180,8 @@ def test_deterministic_across_builds_and_worker_counts(tiny: Path, tmp_path: Pat
 
 
 def test_other_seed_gives_other_data(tiny: Path, tmp_path: Path) -> None:
-    other = S.build_synth(tmp_path / "s1", words=("yes", "no", "up"), size="tiny", seed=1, workers=1, progress=False)
+    other = S.build_synth(tmp_path / "s1", words=("yes", "no", "up"), size="tiny", seed=1, workers=1,
+                          engines=("espeak",), progress=False)
     m = json.loads((other / S.MANIFEST).read_text())
     assert m["counts"]["clips"] == 12 and m["key"]["seed"] == 1
     ids0 = {_speaker(r) for r in json.loads((tiny / S.MANIFEST).read_text())["clips"]}
@@ -173,7 +190,7 @@ def test_other_seed_gives_other_data(tiny: Path, tmp_path: Path) -> None:
 
 def test_second_call_returns_cached_build(tiny: Path) -> None:
     before = (tiny / S.MANIFEST).stat().st_mtime_ns
-    assert S.build_synth(tiny, size="tiny", workers=1, progress=False) == tiny
+    assert S.build_synth(tiny, size="tiny", workers=1, engines=("espeak",), progress=False) == tiny
     assert (tiny / S.MANIFEST).stat().st_mtime_ns == before
 
 
@@ -278,6 +295,32 @@ def test_room_impulse_decays_by_60db_at_rt60() -> None:
     assert abs(10 * np.log10(tail.sum()) - 0.0) < 0.5  # DRR 0 dB: tail energy == direct energy
 
 
+def test_room_impulse_has_early_reflections_before_its_tail(monkeypatch: pytest.MonkeyPatch) -> None:
+    room = S.Room(rt60=0.3, drr_db=5.0)
+    monkeypatch.setattr(S, "EARLY_REFLECTIONS", (0, 0))
+    plain = S.room_impulse(room, np.random.default_rng(3))
+    monkeypatch.setattr(S, "EARLY_REFLECTIONS", (3, 3))
+    early = S.room_impulse(room, np.random.default_rng(3))
+    gap = 1 + int(np.flatnonzero(plain[1:])[0])  # where the diffuse tail starts
+    assert np.count_nonzero(plain[1:gap]) == 0 and 1 <= np.count_nonzero(early[1:gap]) <= 3
+    for h in (plain, early):  # echoes and tail share the reflected energy: the DRR holds
+        assert abs(10 * np.log10(np.sum(h[1:].astype(np.float64) ** 2)) + 5.0) < 0.5
+
+
+def test_overdriven_channel_soft_clips_at_the_same_peak() -> None:
+    x = (0.3 * np.sin(np.arange(SAMPLE_RATE) * 2 * np.pi * 200 / SAMPLE_RATE)).astype(np.float32)
+    flat = dict(low_hz=200, low_db=0, high_hz=4000, high_db=0, peak_hz=1000, peak_db=0, peak_q=1, band="full",
+                lowpass_hz=5000)
+    clean = S.apply_channel(x, S.Channel(**flat))
+    hot = S.apply_channel(x, S.Channel(**flat, drive=5.0))
+
+    def crest(y: np.ndarray) -> float:
+        return float(np.abs(y).max() / np.sqrt(np.mean(y**2)))
+
+    assert abs(np.abs(hot).max() - np.abs(clean).max()) < 1e-3
+    assert crest(hot) < 0.85 * crest(clean)  # flattened tops: a sine's crest factor is sqrt(2)
+
+
 def test_telephone_channel_removes_high_band() -> None:
     x = np.random.default_rng(0).standard_normal(SAMPLE_RATE).astype(np.float32)
     flat = dict(low_hz=200, low_db=0, high_hz=4000, high_db=0, peak_hz=1000, peak_db=0, peak_q=1, lowpass_hz=5000)
@@ -315,3 +358,172 @@ def test_flite_engine_speaks_and_is_reproducible() -> None:
     a, _ = renderer.speak(spec, sp)
     b, _ = renderer.speak(spec, sp)
     assert 0.2 < len(a) / SAMPLE_RATE <= S.MAX_WORD_SECONDS and np.array_equal(a, b)
+
+
+# ------------------------------------------------------------------ optional engines (festival, piper)
+
+needs_festival = pytest.mark.skipif(not S.festival_voices(), reason="festival and its voices not installed "
+                                    "(Debian packages; scripts/install.sh installs them)")
+needs_piper = pytest.mark.skipif(not S.piper_voices(), reason="no Piper voice wheel installed (requirements.txt)")
+
+
+def _f0(x: np.ndarray, sr: int) -> float:
+    """Median autocorrelation pitch of the voiced 40 ms frames."""
+    n, out = int(0.04 * sr), []
+    for i in range(0, len(x) - n, n // 2):
+        fr = x[i : i + n] - x[i : i + n].mean()
+        ac = np.correlate(fr, fr, "full")[n - 1 :]
+        lo, hi = sr // 400, sr // 60
+        lag = lo + int(np.argmax(ac[lo:hi]))
+        if ac[0] > 0 and ac[lag] > 0.5 * ac[0]:
+            out.append(sr / lag)
+    return float(np.median(out))
+
+
+def test_respell_gives_each_language_its_own_spelling() -> None:
+    assert S.respell("θɹˈiː", "cs") == "trí"
+    assert S.respell("kˈæt", "it") == "chet"  # c before a front vowel is spelt ch
+    assert S.respell("kˈæt", "ca") == "quet"
+    assert S.respell("ɡˈoʊ", "it") == "gou"
+    assert S.respell("jˈɛs", "ru") == "йэс"
+    assert S.respell("ʃˈiːlə", "fi") == "siile"
+    assert S.respell("(en)ɹˈaɪt(de)", "cs") == "rajt"  # espeak's language switches are dropped
+
+
+def test_auto_engines_use_what_is_installed_and_name_what_is_missing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(S, "flite_binary", lambda: None)
+    monkeypatch.setattr(S, "festival_voices", lambda: ())
+    monkeypatch.setattr(S, "piper_voices", lambda: ())
+    out = S.build_synth(tmp_path / "auto", words=("yes",), size="tiny", workers=1, progress=False)
+    assert json.loads((out / S.MANIFEST).read_text())["key"]["engines"] == ["espeak"]
+    err = capsys.readouterr().err
+    assert "without flite, festival, piper" in err
+    assert "apt-get install flite" in err and "scripts/install.sh" in err
+    S.build_synth(tmp_path / "auto", words=("yes",), size="tiny", workers=1, progress=False)
+    assert "note" not in capsys.readouterr().err  # said when building, not on every use of the cache
+
+
+def test_install_script_installs_every_debian_engine() -> None:
+    text = (Path(__file__).resolve().parents[1] / "scripts" / "install.sh").read_text()
+    listed = text.split("TTS_PACKAGES=(", 1)[1].split(")", 1)[0].split()
+    assert set(listed) == {"flite", *S.FESTIVAL_PACKAGES}
+
+
+@needs_festival
+def test_festival_voices_speak_reproducibly() -> None:
+    for voice in S.festival_voices():
+        lang = S.FESTIVAL_VOICES[voice].lang
+        text = "seven" if lang == "en" else S.respell("sˈɛvən", lang)
+        a, sr = S.festival_synth(text, voice, 1.0, 1.0, 1.0, seed=3)
+        b, _ = S.festival_synth(text, voice, 1.0, 1.0, 1.0, seed=3)
+        speech = S.trim_silence(S.to_16k(a, sr), floor_db=S.FESTIVAL_VOICES[voice].floor_db)
+        assert 0.15 < len(speech) / SAMPLE_RATE < 1.2, voice
+        assert np.array_equal(a, b), voice
+
+
+@needs_festival
+def test_festival_prosody_reaches_a_diphone_voice() -> None:
+    voice = next(v for v in S.festival_voices() if S.FESTIVAL_VOICES[v].prosody == "diphone")
+    low, sr = S.festival_synth("no", voice, 1.0, 0.9, 1.0, seed=0)
+    high, _ = S.festival_synth("no", voice, 1.0, 1.3, 1.0, seed=0)
+    slow, _ = S.festival_synth("no", voice, 0.6, 1.0, 1.0, seed=0)
+    fast, _ = S.festival_synth("no", voice, 1.5, 1.0, 1.0, seed=0)
+    assert _f0(high, sr) > 1.3 * _f0(low, sr)
+    assert len(S.trim_silence(slow, sr)) > 1.6 * len(S.trim_silence(fast, sr))
+
+
+@needs_festival
+def test_festival_scheme_errors_are_failures(monkeypatch: pytest.MonkeyPatch) -> None:
+    """festival --pipe reports a Scheme error and carries on: it must not pass as a clip."""
+    voice = next(v for v in S.festival_voices() if S.FESTIVAL_VOICES[v].prosody == "diphone")
+    monkeypatch.setattr(S, "FESTIVAL_F0_FLOOR", "kws-unbound-variable")
+    with pytest.raises(S.SynthError, match="SIOD ERROR"):
+        S.festival_synth("no", voice, 1.0, 1.0, 1.0, seed=0)
+
+
+@needs_festival
+def test_festival_is_run_again_after_a_random_crash(monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+
+    voice = S.festival_voices()[0]
+    clean, _ = S.festival_synth("yes", voice, 1.0, 1.0, 1.0, seed=1)
+    real, runs = S._festival_run, []
+
+    def dies_once(script: str, *args: object) -> subprocess.CompletedProcess:
+        runs.append(script)
+        if len(runs) == 1:
+            return subprocess.CompletedProcess(["festival"], -11, b"", b"")
+        return real(script, *args)
+
+    monkeypatch.setattr(S, "_festival_run", dies_once)
+    again, _ = S.festival_synth("yes", voice, 1.0, 1.0, 1.0, seed=1)
+    assert len(runs) == 2 and np.array_equal(again, clean)
+    monkeypatch.setattr(S, "_festival_run", lambda *a: subprocess.CompletedProcess(["festival"], -6, b"", b""))
+    with pytest.raises(S.EngineCrash, match="signal 6"):
+        S.festival_synth("yes", voice, 1.0, 1.0, 1.0, seed=1)
+
+
+@needs_festival
+def test_a_festival_crash_falls_back_to_the_plain_word(monkeypatch: pytest.MonkeyPatch) -> None:
+    """festival 2.5 dies of heap corruption on rare inputs; one clip must not end a build."""
+    real = S.festival_synth
+    calls = []
+
+    def crashes_on_marks(text: str, *args: object) -> tuple[np.ndarray, int]:
+        calls.append(text)
+        if text.endswith("?"):
+            raise S.EngineCrash("signal 6")
+        return real(text, *args)
+
+    monkeypatch.setattr(S, "festival_synth", crashes_on_marks)
+    voice = S.festival_voices()[0]
+    sp = S.Speaker("0000fe57", "festival", voice, "", 1.0, 1.0, 0.8, 0.5, 0.5)
+    spec = S._draw_clip(np.random.default_rng(0), 0, "seven", sp, 0)
+    renderer = S.Renderer({}, S.espeak_paths()[1])
+    _, info = renderer.render(dataclasses.replace(spec, mark="?", noise=None), sp)
+    assert calls == ["seven?", "seven"] and "engine_fallback" in info
+    _, info = renderer.render(dataclasses.replace(spec, mark=".", noise=None), sp)
+    assert "engine_fallback" not in info
+
+    def crashes_unless_seed_0(text: str, voice: str, rate: float, f0: float, f0_range: float,
+                              seed: int) -> tuple[np.ndarray, int]:
+        calls.append((text, rate, seed))
+        if seed != 0:
+            raise S.EngineCrash("signal 11")
+        return real(text, voice, rate, f0, f0_range, seed)
+
+    monkeypatch.setattr(S, "festival_synth", crashes_unless_seed_0)
+    calls.clear()
+    spec = dataclasses.replace(spec, mark="?", noise=None, seed=7)
+    _, info = renderer.render(spec, sp)
+    assert calls == [("seven?", spec.rate, 7), ("seven", spec.rate, 7), ("seven", 1.0, 0)]
+    assert "engine_fallback" in info
+
+
+@needs_festival
+def test_festival_build_records_voices_and_respellings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(S, "ENGINE_SHARES", {"flite": 0.0, "festival": 1.0, "piper": 0.0})  # every speaker
+    out = S.build_synth(tmp_path / "f", words=("yes", "no", "seven"), size="tiny", workers=1,
+                        engines=("espeak", "festival"), progress=False)
+    m = json.loads((out / S.MANIFEST).read_text())
+    assert all(v in m["engines"]["festival"] for v in S.festival_voices())
+    assert set(m["voices"]["engines"]) == {"festival"}
+    langs = {S.FESTIVAL_VOICES[v].lang for v in S.festival_voices()} - {"en"}
+    assert set(m["festival_respellings"]) == langs
+    for rel, c in m["clips"].items():
+        sp = m["speakers"][_speaker(rel)]
+        lang = S.FESTIVAL_VOICES[sp["accent"]].lang
+        assert c["text"] == (rel.split("/")[0] if lang == "en" else m["festival_respellings"][lang][rel.split("/")[0]])
+
+
+@needs_piper
+def test_piper_voice_is_a_pure_function_of_its_seed() -> None:
+    voice = S.PiperVoice(S.piper_voices()[0])
+    a = voice.synth("sˈɛvən", 1.0, 0.667, 0.8, seed=5)
+    again = S.PiperVoice(S.piper_voices()[0]).synth("sˈɛvən", 1.0, 0.667, 0.8, seed=5)  # a fresh session
+    other = voice.synth("sˈɛvən", 1.0, 0.667, 0.8, seed=6)
+    slow = voice.synth("sˈɛvən", 1.6, 0.667, 0.8, seed=5)
+    assert np.array_equal(a, again) and not np.array_equal(a, other)
+    assert 0.2 < len(a) / voice.sample_rate < 1.5 and len(slow) > 1.3 * len(a)
+    assert voice.ids("ab")[:2] == [voice.id_map["^"], voice.id_map["_"]] and voice.ids("ab")[-1] == voice.id_map["$"]

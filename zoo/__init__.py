@@ -1,5 +1,5 @@
 """The model zoo. Adding a model: one file with a @register_model function, one import line below."""
-from zoo.registry import list_models, is_model, register_model  # noqa: F401
+from zoo.registry import check_requirements, list_models, is_model, register_model  # noqa: F401
 from zoo.model import KWSModel, ModelConfig, count_macs, count_params  # noqa: F401
 from zoo.factory import PretrainedUnavailable  # noqa: F401
 from zoo.checkpoint import (  # noqa: F401

@@ -16,6 +16,7 @@ from torch import nn
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
 _FILE_KWARGS: dict[str, Mapping[str, "FileKwarg"]] = {}
+_REQUIRES: dict[str, Callable[[], None]] = {}
 
 
 @dataclass(frozen=True)
@@ -37,9 +38,12 @@ class FileKwarg:
 
 
 def register_model(fn: Callable[..., nn.Module] | None = None, *,
-                   file_kwargs: Mapping[str, FileKwarg] | None = None):
+                   file_kwargs: Mapping[str, FileKwarg] | None = None,
+                   requires: Callable[[], None] | None = None):
     """Register a model constructor under its function name: `@register_model` or
-    `@register_model(file_kwargs={...})` with the constructor arguments a file may carry."""
+    `@register_model(file_kwargs={...})` with the constructor arguments a file may carry.
+    `requires` checks, cheaply, what the constructor will need from outside (pretrained files)
+    and raises with the fix, so a trainer can fail before it spends minutes decoding data."""
 
     def add(f: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         name = f.__name__
@@ -47,6 +51,8 @@ def register_model(fn: Callable[..., nn.Module] | None = None, *,
             raise ValueError(f"model {name!r} is registered twice")
         _MODELS[name] = f
         _FILE_KWARGS[name] = dict(file_kwargs or {})
+        if requires is not None:
+            _REQUIRES[name] = requires
         return f
 
     return add(fn) if fn is not None else add
@@ -67,6 +73,13 @@ def check_file_kwargs(name: str, kwargs: Any) -> dict[str, int | float]:
         raise ValueError(f"constructor arguments {refused} are not accepted from a file for {name} "
                          f"(accepted: {', '.join(sorted(allowed)) or 'none'})")
     return {k: allowed[k].check(k, v) for k, v in kwargs.items()}
+
+
+def check_requirements(name: str) -> None:
+    """Raise (ValueError for an unknown name, the model's own error otherwise) if `name` cannot be built."""
+    model_entrypoint(name)
+    if name in _REQUIRES:
+        _REQUIRES[name]()
 
 
 def list_models(pattern: str = "*") -> list[str]:

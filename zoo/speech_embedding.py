@@ -186,13 +186,21 @@ def build_speech_embedding(name: str, head: str, *, num_classes: int | None = No
                                 head=HEADS[head](fe.n_windows, cfg.num_classes))
 
 
-@register_model
+def _pretrained_files_present() -> None:
+    """Both openwakeword files verified (PretrainedFileError names the file and the reinstall)."""
+    from kws.pretrained import EMBEDDING, MELSPECTROGRAM, verified_path
+
+    verified_path(MELSPECTROGRAM)
+    verified_path(EMBEDDING)
+
+
+@register_model(requires=_pretrained_files_present)
 def speech_embedding_mlp(**kw) -> nn.Module:
     """Google's speech embedding (frozen or fine-tuned) + an MLP over its 9 windows."""
     return build_speech_embedding("speech_embedding_mlp", "mlp", **kw)
 
 
-@register_model
+@register_model(requires=_pretrained_files_present)
 def speech_embedding_conv(**kw) -> nn.Module:
     """Google's speech embedding + a temporal conv with attention pooling over its windows."""
     return build_speech_embedding("speech_embedding_conv", "conv", **kw)

@@ -135,13 +135,15 @@ def _synth_root(arg: str, root: Path) -> Path:
         size, per_word = "default", int(arg)
     else:
         raise DataError(f"unknown synthetic set 'synth:{arg}'; expected synth, synth:tiny or synth:<clips per word>")
-    out_dir = root / "synth" / f"{size}-pw{per_word}-seed{SYNTH_SEED}"
     # Always ask the generator: it returns at once when its manifest matches its settings and
     # engine versions, and rebuilds when they changed (which a file-exists check would miss).
     try:
-        from kws.data.synth import build_synth  # lazy: TTS engines load only when needed
+        from kws.data.synth import SYNTH_VERSION, build_synth  # lazy: TTS engines load only when needed
     except ImportError as e:
         raise DataError(f"synthetic speech generator unavailable (kws.data.synth): {e}") from None
+    # The generator's version is in the folder name: two checkouts of different versions sharing
+    # one cache ($KWS_CACHE) each keep their own set instead of rebuilding each other's.
+    out_dir = root / "synth" / f"{size}-pw{per_word}-seed{SYNTH_SEED}-v{SYNTH_VERSION}"
     try:
         return Path(build_synth(out_dir, per_word=per_word, seed=SYNTH_SEED, size=size))
     except (OSError, RuntimeError, ValueError) as e:  # e.g. no TTS engine on this machine

@@ -30,6 +30,7 @@ import zoo
 from kws.data.source import describe_labels
 from kws.fsutil import LockedError, atomic_write_json, file_lock, sweep_temps, temp_files
 from kws.labels import save_labels
+from kws.pretrained import PretrainedFileError
 from kws.train import dist
 from kws.train.augment import Augmenter, mixup_target_accuracy
 from kws.train.config import CONFIG_FILE, RESUME_OVERRIDES, ConfigError, TrainConfig, load_run_config, save_yaml
@@ -444,6 +445,12 @@ def _train(cfg: TrainConfig, env: dist.Env, resume: Path | None, stop_after_epoc
     configure_torch(cfg, env.device)
     t_start = time.monotonic()
     deadline = t_start + cfg.max_minutes * 60 if cfg.max_minutes > 0 else None
+    try:  # before any data is decoded: a missing pretrained file should cost seconds, not minutes
+        zoo.check_requirements(cfg.model)
+    except ValueError as e:
+        if isinstance(e, PretrainedFileError):
+            raise
+        raise ConfigError(str(e)) from None
     src, train_cs, val_cs = open_data(cfg, env)
     labels = tuple(src.labels)
     eng = build_engine(cfg, env, labels, src.noise, load_pretrained=resume is None)
@@ -572,6 +579,12 @@ def clip_inputs(eng: Engine, src, split: str, cs, train: bool) -> ClipBatches | 
     return ViewBatches(views if views is not None else build(), cs.y)
 
 
+def data_keys(src) -> dict[str, str]:
+    """The decoded-clip cache file of each split: names that change whenever the clips do (files,
+    labels, the synthetic generator's version), so a finished run can tell which data it saw."""
+    return {s: src.split(s).path.name for s in ("train", "validation", "test") if src.split(s).path is not None}
+
+
 def final_report(eng: Engine, src, run_dir: Path, cfg: TrainConfig, progress: dict, seconds: float) -> None:
     """Score the best checkpoint on the test split (validation if the source has no test clips)."""
     env = eng.env
@@ -588,7 +601,7 @@ def final_report(eng: Engine, src, run_dir: Path, cfg: TrainConfig, progress: di
     info = {"model": cfg.model, "data": cfg.data, "split": split, "checkpoint": f"best (epoch {progress['best_epoch']})",
             "epochs_trained": progress["epoch"], "stop_reason": progress["stop_reason"],
             "params": zoo.count_params(eng.model), "test_loss": loss, "train_minutes": round(seconds / 60, 2),
-            "skipped_files": skipped}
+            "skipped_files": skipped, "data_keys": data_keys(src)}
     rep = build_report(cm, src.labels, info)
     write_report(run_dir, rep)
     plot_confusion(cm, src.labels, run_dir / "confusion.png",

@@ -154,6 +154,7 @@ class NegativesConfig:
     def __post_init__(self) -> None:
         if not (self.hours > 0 and 10 <= self.segment_s <= 600):
             raise ValueError(f"negatives: hours {self.hours} must be > 0 and segments 10-600 s")
+        object.__setattr__(self, "hours", float(self.hours))  # 2 and 2.0 are one stream (and one cache key)
         object.__setattr__(self, "keywords", tuple(self.keywords))
         object.__setattr__(self, "real_sets", tuple(self.real_sets))
 

@@ -743,9 +743,11 @@ def build_report(paths: Sequence[str | Path], out_dir: str | Path = RESULTS) -> 
         p = fn(runs, plots_dir / f"{PLOT_FILES.get(key, key)}.png")
         if p is not None:
             plots[key] = p
-    from bench.report_wakeword import wakeword_section  # results/wakeword.json, when there is one
+    from bench.report_wakeword import wakeword_section, write_markdown  # results/wakeword.json, when there is one
 
     extra, extra_plots = wakeword_section(out, plots_dir, out)
+    if extra:
+        write_markdown(out, extra)
     md = render_markdown(runs, plots, out, extra)
     md_path = out / REPORT_NAME
     atomic_write_text(md_path, md)

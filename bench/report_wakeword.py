@@ -51,7 +51,29 @@ def det_points(model: dict, snr: str) -> tuple[np.ndarray, np.ndarray]:
     return xs, ys
 
 
+CAPTION = ("DET curves: miss rate of the ten core words said by held-out real speakers against false accepts per "
+           "hour of keyword-free speech (bench.negatives), as one threshold sweeps; dots: per-word thresholds "
+           "calibrated for 0.5 FA/h on a second negative stream; no false accept in H hours is drawn at 0.5/H "
+           "(triangle); dashed: the target")
+
+
 def plot_det(doc: dict, out: Path, source: str) -> Path | None:
+    fig = det_figure(doc)
+    if fig is None:
+        return None
+    import matplotlib.pyplot as plt
+
+    meta = {"Title": out.stem, "Description": CAPTION, "Software": "python -m bench report", "Source": source,
+            "Creation Time": str(doc["metadata"].get("time_utc", "?")),
+            "Commit": str((doc["metadata"].get("git") or {}).get("commit", "?"))}
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight", metadata=meta)
+    plt.close(fig)
+    return out
+
+
+def det_figure(doc: dict):
+    """The DET figure (one panel per SNR), or None when the file holds no model."""
     models = [r for r in doc["results"] if r.get("kind") == "model"]
     if not models:
         return None
@@ -61,7 +83,7 @@ def plot_det(doc: dict, out: Path, source: str) -> Path | None:
     import matplotlib.pyplot as plt
 
     snrs = list(models[0]["positives"])
-    fig, axes = plt.subplots(1, len(snrs), figsize=(5.2 * len(snrs), 4.4), sharey=True)
+    fig, axes = plt.subplots(1, len(snrs), figsize=(5.2 * len(snrs), 4.6), sharey=True, layout="constrained")
     axes = np.atleast_1d(axes)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, snr in zip(axes, snrs):
@@ -69,7 +91,7 @@ def plot_det(doc: dict, out: Path, source: str) -> Path | None:
             c = colors[k % len(colors)]
             xs, ys = det_points(m, snr)
             floor = 0.5 / m["negative_hours"]  # where "no false accept in these hours" is drawn
-            ax.step(np.maximum(xs, floor), ys, where="post", color=c, lw=1.6, label=m["label"])
+            ax.step(np.maximum(xs, floor), ys, where="post", color=c, lw=1.6, label=f"{m['label']}: {m['negative_hours']:g} h of negatives")
             if xs[0] == 0:
                 ax.plot([floor], [ys[0]], marker="<", color=c, ms=7)
             cal = m["calibrated"]
@@ -81,22 +103,13 @@ def plot_det(doc: dict, out: Path, source: str) -> Path | None:
         ax.set_xlim(0.1, 3000)
         ax.set_ylim(0, 1)
         ax.set_title(f"hits at {float(snr):g} dB SNR")
-        ax.set_xlabel("false accepts per hour (negatives: speech, no keyword)")
+        ax.set_xlabel("false accepts per hour")
         ax.grid(True, which="both", alpha=0.3)
     axes[0].set_ylabel("miss rate (ten core words, held-out speakers)")
     axes[0].legend(fontsize=7, loc="upper right")
-    caption = ("DET curves: miss rate of the ten core words said by held-out real speakers against false accepts per "
-               "hour of keyword-free speech (bench.negatives), as one threshold sweeps; dots: per-word thresholds "
-               "calibrated for 0.5 FA/h on a second negative stream; no false accept in H hours is drawn at 0.5/H "
-               "(triangle); dashed: the target")
     fig.suptitle("Wake-word detection through the live engine", fontsize=12)
-    meta = {"Title": out.stem, "Description": caption, "Software": "python -m bench report", "Source": source,
-            "Creation Time": str(doc["metadata"].get("time_utc", "?")),
-            "Commit": str((doc["metadata"].get("git") or {}).get("commit", "?"))}
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight", metadata=meta)
-    plt.close(fig)
-    return out
+    fig.supxlabel("false accepts counted on keyword-free audio with speech in it (bench.negatives)", fontsize=10)
+    return fig
 
 
 def section_lines(doc: dict, plot: Path | None, base: Path) -> list[str]:
@@ -134,6 +147,8 @@ def section_lines(doc: dict, plot: Path | None, base: Path) -> list[str]:
             a0 = next(iter(at.values()), None)
             th = "–" if a0 is None else f"{a0['threshold']:.3f}"
             fa = "–" if a0 is None else _fa(a0["fa_per_hour"], a0["false_accepts"], a0["negative_hours"])
+            if a0 is not None and a0.get("false_accept_words"):
+                fa += " (" + ", ".join(f"{w} {n}" for w, n in a0["false_accept_words"].items()) + ")"
             words = m["positives"][snrs[0]]["words"]
             L.append(f"| {m['label']} | {m['path']} | {words} ({m['speakers']}) | {m['negative_hours']:.1f} h | "
                      f"{cells} | {th} | {fa} |")
@@ -148,6 +163,7 @@ def section_lines(doc: dict, plot: Path | None, base: Path) -> list[str]:
             L.append(f"| {m['label']} | {_fa(c['fa_per_hour'], c['false_accepts'], c['negative_hours'])}"
                      f"{' (' + where + ')' if where else ''} | {cells} |")
         L.append("")
+        L += where_lines(models)
     if plot is not None:
         L += [f"![DET curves]({plot.relative_to(base).as_posix()})", ""]
     cost = [r for r in rows if r.get("kind") == "form_cost"]
@@ -167,6 +183,25 @@ def section_lines(doc: dict, plot: Path | None, base: Path) -> list[str]:
     return L
 
 
+WHERE_AT = (0.5, 0.8, 0.9)  # thresholds at which the report says what kind of negative audio fired
+
+
+def where_lines(models: Sequence[dict]) -> list[str]:
+    """Which negatives the false accepts fell in (a real non-keyword word, a sentence, neither) at a few thresholds."""
+    rows = []
+    for m in models:
+        for c in m["curve"]:
+            if "false_accepts_in" in c and any(abs(c["threshold"] - t) < 1e-6 for t in WHERE_AT):
+                w = c["false_accepts_in"]
+                rows.append(f"| {m['label']} | {c['threshold']:g} | {c['fa_per_hour']:.1f} | {w['real']} | "
+                            f"{w['sentence']} | {w['between']} |")
+    if not rows:
+        return []
+    return ["Where the false accepts fall (in or up to 1 s after a real non-keyword word, a synthetic sentence, "
+            "or neither), at a few thresholds:", "",
+            "| model | threshold | FA/h | real words | sentences | neither |", "|---|---|---|---|---|---|", *rows, ""]
+
+
 def wakeword_section(results: Path, plots_dir: Path, base: Path) -> tuple[list[str], list[Path]]:
     """(Markdown lines, plots) of the section, or nothing when results/wakeword.json is absent."""
     doc = load(results)
@@ -177,10 +212,11 @@ def wakeword_section(results: Path, plots_dir: Path, base: Path) -> tuple[list[s
     return section_lines(doc, plot, base), [plot] if plot else []
 
 
-def write_markdown(results: Path) -> Path | None:
-    """results/wakeword.md: the section alone."""
+def write_markdown(results: Path, lines: Sequence[str] | None = None) -> Path | None:
+    """results/wakeword.md: the section alone (`lines`: the section already made for the bench report)."""
     results = Path(results)
-    lines, _ = wakeword_section(results, results / "plots", results)
+    if lines is None:
+        lines, _ = wakeword_section(results, results / "plots", results)
     if not lines:
         return None
     path = results / "wakeword.md"

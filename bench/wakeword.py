@@ -25,7 +25,8 @@
   hop (its streaming form is that window exactly); `--clip-form` adds a speech-embedding model
   through the full-window path (the 1 s clip form it was trained on, every 50 ms), which with the
   `form_cost` rows (12-class accuracy of both forms on the same held-out clips) says what the
-  stream form costs.
+  stream form costs; `--form-cost REF` writes those rows alone (the full-window path over hours
+  of negatives takes about 8 ms a hop on one core: far longer than the stream form).
 
 Writes results/wakeword.json; `python -m bench report` draws the DET curves into the bench report.
 """
@@ -275,12 +276,15 @@ def summarize(entry: Entry, runs: list[ModelRun], neg_events: Sequence[dict], ne
     ths = list(cfg.thresholds)
     model_hours = neg_hours * len(runs)
     fa = np.zeros(len(ths), np.int64)
+    fa_in = [{"real": 0, "sentence": 0, "between": 0} for _ in ths]  # which negatives fired, per threshold
     hits = {snr: np.zeros(len(ths), np.int64) for snr in cfg.snrs_db}
     wrong = {snr: np.zeros(len(ths), np.int64) for snr in cfg.snrs_db}
     n_words = {snr: 0 for snr in cfg.snrs_db}
     for r in runs:
         for i, dets in enumerate(sweep(r.neg, ths)):
             fa[i] += len(dets)
+            for k, v in fa_parts([t for _, t in dets], neg_events).items():
+                fa_in[i][k] += v
         for snr in cfg.snrs_db:
             events = r.words[snr].events
             n_words[snr] += len(events)
@@ -289,6 +293,7 @@ def summarize(entry: Entry, runs: list[ModelRun], neg_events: Sequence[dict], ne
                 hits[snr][i] += m.hits
                 wrong[snr][i] += m.wrong_words
     curve = [{"threshold": t, "false_accepts": int(fa[i]), "fa_per_hour": fa_per_hour(int(fa[i]), model_hours * 3600),
+              "false_accepts_in": fa_in[i],
               "miss_rate": {str(s): 1 - hits[s][i] / n_words[s] for s in cfg.snrs_db},
               "wrong_word_rate": {str(s): wrong[s][i] / n_words[s] for s in cfg.snrs_db}} for i, t in enumerate(ths)]
     at_target = {}
@@ -302,7 +307,11 @@ def summarize(entry: Entry, runs: list[ModelRun], neg_events: Sequence[dict], ne
                                      r.words[s].events, 0.0, cfg.tol_after_s)
                 ok += [o == "hit" for o in m.outcomes]
                 spk += list(r.clips.speakers)
+            fa_dets = [d for r in runs for d in r.neg.detections(best["threshold"])]  # what fired at it
             at_target[str(s)] = {"threshold": best["threshold"], "detected": 1 - best["miss_rate"][str(s)],
+                                 "false_accepts_in": best["false_accepts_in"],
+                                 "false_accept_words": {w: sum(d.label == w for d in fa_dets)
+                                                        for w in sorted({d.label for d in fa_dets})},
                                  "detected_ci95_speakers": cluster_bootstrap_interval(ok, spk),
                                  "fa_per_hour": best["fa_per_hour"], "false_accepts": best["false_accepts"],
                                  "negative_hours": round(model_hours, 3)}
@@ -471,6 +480,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--shipped", action="append", help="shipped weights trained on gsc12-dev's folder split")
     p.add_argument("--clip-form", action="append", help="a speech-embedding fold run, also through the full-window "
                    "path, with the form_cost rows")
+    p.add_argument("--form-cost", action="append", help="a speech-embedding fold run: only the form_cost rows "
+                   "(its clip form against its stream form on its held-out clips), without the full-window DET")
     p.add_argument("--hours", type=float, default=WakewordConfig.hours, help="negatives, each stream (default 2)")
     p.add_argument("--out", type=Path, default=RESULTS / "wakeword.json")
     a = p.parse_args(argv)
@@ -478,9 +489,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from kws.runinfo import write_results
 
     cfg = WakewordConfig(hours=a.hours)
+    import torch
+
+    torch.set_num_threads(cfg.threads)  # the stream forms and references run in torch; ORT gets cfg.threads too
     entries = entries_from_args(a)
     if not entries:
-        p.error("name at least one model (--cv, --synth-only, --shipped, --clip-form)")
+        if not a.form_cost:
+            p.error("name at least one model (--cv, --synth-only, --shipped, --clip-form, --form-cost)")
 
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
@@ -508,6 +523,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if e.path == "window":
             for ref in e.refs:
                 rows += form_cost(ref, held_out_for(e, ref), noise, cfg)
+    for ref in a.form_cost or []:
+        log(f"== {ref}: clip form against stream form on its held-out clips")
+        rows += form_cost(ref, fold_clips(ref), noise, cfg)
     command = shlex.join(["python", "-m", "bench", "wakeword", *(argv if argv is not None else sys.argv[1:])])
     write_results(a.out, rows, command=command, config=dataclasses.asdict(cfg), protocol=__doc__.split("\n\n")[2],
                   seconds=round(time.perf_counter() - t0, 1))

@@ -41,13 +41,25 @@ def test_the_stream_is_built_in_segments_resumably_and_deterministically(tmp_pat
         load_negatives(NegativesConfig(hours=36 / 3600, segment_s=12.0, real_sets=(), seed=5), build=False)
 
 
+def test_an_integer_length_names_the_same_stream():
+    # `hours=2` from Python and `--hours 2` (a float) from the command line must find one cache folder
+    from bench.negatives import _key, cache_folder
+
+    noise = np.zeros(16, np.float32)
+    keys = {_key(NegativesConfig(hours=h), [], noise) for h in (2, 2.0)}
+    assert len(keys) == 1
+    assert cache_folder(NegativesConfig(hours=2), keys.pop()).name.startswith("neg-2h-seed0-")
+
+
 def fake_run(tmp_path):
     from kws.runinfo import write_results
 
     def curve(scale):
         return [{"threshold": t, "false_accepts": int(100 * (1 - t) * scale), "fa_per_hour": 50 * (1 - t) * scale,
                  "miss_rate": {s: min(1.0, t * k) for s, k in (("20.0", 0.5), ("10.0", 0.7), ("0.0", 1.0))},
-                 "wrong_word_rate": {"20.0": 0.0, "10.0": 0.0, "0.0": 0.0}} for t in np.linspace(0.3, 1.0, 15)]
+                 "wrong_word_rate": {"20.0": 0.0, "10.0": 0.0, "0.0": 0.0},
+                 "false_accepts_in": {"real": 1, "sentence": int(10 * scale), "between": 0}}
+                for t in np.linspace(0.3, 1.0, 15)]
 
     def model(label, scale):
         det = {"rate": 0.8, "words": 100, "ci95_speakers": [0.7, 0.9]}
@@ -79,10 +91,15 @@ def test_the_report_section_draws_det_curves_with_the_hours_behind_every_figure(
     text = md.read_text()
     assert "0 in 2.0 h (< 0.50/h)" in text and "0.50/h (1 in 2.0 h) (real 1)" in text
     assert "model A" in text and "-5.0 points" in text and "plots/det_curves.png" in text
+    assert "| model A | 0.5 | 25.0 | 1 | 10 | 0 |" in text and "| model B | 0.9 | 15.0 | 1 | 30 | 0 |" in text
     from PIL import Image
 
     with Image.open(tmp_path / "plots" / "det_curves.png") as im:
         assert "DET curves" in im.text["Description"] and im.text["Source"] == "results/wakeword.json"
+    from bench.plotting import text_overlaps
+    from bench.report_wakeword import det_figure
+
+    assert text_overlaps(det_figure(load(tmp_path))) == []  # the panels' labels and the legend read
     xs, ys = det_points(load(tmp_path)["results"][1], "20.0")
     assert np.all(np.diff(xs) > 0) and np.all(np.diff(ys) <= 0)  # a staircase: more false accepts, fewer misses
     assert "wake-word detection" in describe_command("python -m bench wakeword --cv runs/cv/x")
@@ -94,3 +111,20 @@ def test_false_accepts_are_located_in_the_negatives():
 
     events = [{"kind": "real", "start_s": 1.0, "end_s": 1.5}, {"kind": "sentence", "start_s": 5.0, "end_s": 7.0}]
     assert fa_parts([1.2, 2.4, 2.6, 6.0, 7.9, 12.0], events) == {"real": 2, "sentence": 2, "between": 2}
+
+
+def test_the_bench_report_carries_the_section_and_writes_it_alone(tmp_path):
+    from bench.report import build_report
+    from test_bench_report import run_json
+
+    out = tmp_path / "results"
+    run = out / "bench" / "20250101T000000Z-abc-quick.json"
+    run.parent.mkdir(parents=True)
+    run.write_text(json.dumps(run_json()))
+    fake_run(out)
+    files = build_report([run], out)
+    md = files.markdown.read_text()
+    assert "## Wake-word detection: DET curves and false accepts per hour" in md and "](plots/det_curves.png)" in md
+    assert (out / "plots" / "det_curves.png") in files.plots
+    alone = (out / "wakeword.md").read_text()
+    assert alone.startswith("# Wake-word detection") and "0 in 2.0 h (< 0.50/h)" in alone

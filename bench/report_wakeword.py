@@ -197,9 +197,17 @@ def where_lines(models: Sequence[dict]) -> list[str]:
                             f"{w['sentence']} | {w['between']} |")
     if not rows:
         return []
-    return ["Where the false accepts fall (in or up to 1 s after a real non-keyword word, a synthetic sentence, "
-            "or neither), at a few thresholds:", "",
-            "| model | threshold | FA/h | real words | sentences | neither |", "|---|---|---|---|---|---|", *rows, ""]
+    out = ["Where the false accepts fall (in or up to 1 s after a real non-keyword word, a synthetic sentence, "
+           "or neither), at a few thresholds:", "",
+           "| model | threshold | FA/h | real words | sentences | neither |", "|---|---|---|---|---|---|", *rows, ""]
+    src = [(m["label"], t, pairs) for m in models for t, pairs in m.get("false_accept_sources", {}).items() if pairs]
+    if src:
+        out += ["What set them off, commonest first (what was said → the word that fired: count):", "",
+                "| model | threshold | said → fired |", "|---|---|---|"]
+        out += [f"| {label} | {float(t):g} | " + ", ".join(f"{p['said']} → {p['fired']}: {p['false_accepts']}"
+                                                          for p in pairs) + " |" for label, t, pairs in src]
+        out.append("")
+    return out
 
 
 def wakeword_section(results: Path, plots_dir: Path, base: Path) -> tuple[list[str], list[Path]]:

@@ -56,6 +56,9 @@ THRESHOLDS: tuple[float, ...] = tuple(sorted({round(float(t), 4) for t in np.ara
                                                 for z in np.linspace(np.log(0.995 / 0.005), np.log(99999), 12)}))
 
 
+SOURCES_AT = (0.5, 0.9)  # thresholds at which the commonest (said, fired) pairs of false accepts are kept
+
+
 @dataclass(frozen=True)
 class WakewordConfig:
     snrs_db: tuple[float, ...] = (20.0, 10.0, 0.0)
@@ -225,17 +228,33 @@ def sweep(trace: ScoreTrace, thresholds: Sequence[float]) -> list[list[tuple[str
     return [[(d.label, d.time_s) for d in trace.detections(t)] for t in thresholds]
 
 
+def _said(t: float, starts: np.ndarray, events: Sequence[dict], tol_s: float) -> dict | None:
+    """The utterance a detection at stream time `t` fell in (or up to `tol_s` after), if any."""
+    k = int(np.searchsorted(starts, t, side="right")) - 1
+    return events[k] if k >= 0 and t <= events[k]["end_s"] + tol_s else None
+
+
 def fa_parts(times: Sequence[float], events: Sequence[dict], tol_s: float = 1.0) -> dict[str, int]:
     """Where false accepts fell: in (or just after) a real word, a sentence, or neither."""
     starts = np.array([e["start_s"] for e in events])
     out = {"real": 0, "sentence": 0, "between": 0}
     for t in times:
-        k = int(np.searchsorted(starts, t, side="right")) - 1
-        if k >= 0 and t <= events[k]["end_s"] + tol_s:
-            out[events[k]["kind"]] += 1
-        else:
-            out["between"] += 1
+        e = _said(t, starts, events, tol_s)
+        out["between" if e is None else e["kind"]] += 1
     return out
+
+
+def fa_sources(dets: Sequence[tuple[str, float]], events: Sequence[dict], tol_s: float = 1.0,
+               most: int = 12) -> list[tuple[str, str, int]]:
+    """The commonest (what was said, word fired, count): a real word by name, else "sentence" or "nothing"."""
+    from collections import Counter
+
+    starts = np.array([e["start_s"] for e in events])
+    pairs: Counter[tuple[str, str]] = Counter()
+    for label, t in dets:
+        e = _said(t, starts, events, tol_s)
+        pairs[("nothing" if e is None else e.get("word") or e["kind"], label)] += 1
+    return [(said, fired, n) for (said, fired), n in pairs.most_common(most)]
 
 
 @dataclass
@@ -292,6 +311,10 @@ def summarize(entry: Entry, runs: list[ModelRun], neg_events: Sequence[dict], ne
                 m = match_detections(dets, events, 0.0, cfg.tol_after_s)
                 hits[snr][i] += m.hits
                 wrong[snr][i] += m.wrong_words
+    sources = {}  # what set the false accepts off, at the thresholds the report names
+    for t in SOURCES_AT:
+        dets = [(d.label, d.time_s) for r in runs for d in r.neg.detections(t)]
+        sources[str(t)] = [{"said": a, "fired": b, "false_accepts": n} for a, b, n in fa_sources(dets, neg_events)]
     curve = [{"threshold": t, "false_accepts": int(fa[i]), "fa_per_hour": fa_per_hour(int(fa[i]), model_hours * 3600),
               "false_accepts_in": fa_in[i],
               "miss_rate": {str(s): 1 - hits[s][i] / n_words[s] for s in cfg.snrs_db},
@@ -355,7 +378,7 @@ def summarize(entry: Entry, runs: list[ModelRun], neg_events: Sequence[dict], ne
             "held_out": sorted({r.clips.what for r in runs}),
             "speakers": len({sp for r in runs for sp in r.clips.keywords(cfg.keywords).speakers}),
             "negative_hours": round(model_hours, 3), "negative_streams": len(runs),
-            "curve": curve, "at_target": at_target, "calibrated": calibrated,
+            "curve": curve, "at_target": at_target, "calibrated": calibrated, "false_accept_sources": sources,
             "seconds": round(sum(r.seconds for r in runs), 1)}
 
 

@@ -64,6 +64,8 @@ def fake_run(tmp_path):
     def model(label, scale):
         det = {"rate": 0.8, "words": 100, "ci95_speakers": [0.7, 0.9]}
         return {"kind": "model", "label": label, "protocol": "fold", "refs": ["a"], "path": "streaming path",
+                "false_accept_sources": {"0.9": [{"said": "eight", "fired": "right", "false_accepts": int(7 * scale)},
+                                                 {"said": "sentence", "fired": "go", "false_accepts": 2}]},
                 "positives": {s: {"words": 100, "stream_seconds": 300} for s in ("20.0", "10.0", "0.0")},
                 "speakers": 20, "negative_hours": 2.0, "curve": curve(scale),
                 "at_target": {"20.0": {"threshold": 0.99, "detected": 0.5, "detected_ci95_speakers": [0.4, 0.6],
@@ -92,6 +94,7 @@ def test_the_report_section_draws_det_curves_with_the_hours_behind_every_figure(
     assert "0 in 2.0 h (< 0.50/h)" in text and "0.50/h (1 in 2.0 h) (real 1)" in text
     assert "model A" in text and "-5.0 points" in text and "plots/det_curves.png" in text
     assert "| model A | 0.5 | 25.0 | 1 | 10 | 0 |" in text and "| model B | 0.9 | 15.0 | 1 | 30 | 0 |" in text
+    assert "| model B | 0.9 | eight → right: 21, sentence → go: 2 |" in text
     from PIL import Image
 
     with Image.open(tmp_path / "plots" / "det_curves.png") as im:
@@ -111,6 +114,16 @@ def test_false_accepts_are_located_in_the_negatives():
 
     events = [{"kind": "real", "start_s": 1.0, "end_s": 1.5}, {"kind": "sentence", "start_s": 5.0, "end_s": 7.0}]
     assert fa_parts([1.2, 2.4, 2.6, 6.0, 7.9, 12.0], events) == {"real": 2, "sentence": 2, "between": 2}
+
+
+def test_false_accepts_name_what_was_said():
+    from bench.wakeword import fa_sources
+
+    events = [{"kind": "real", "word": "eight", "start_s": 1.0, "end_s": 1.5},
+              {"kind": "sentence", "text": "we had a calm time", "start_s": 5.0, "end_s": 7.0}]
+    dets = [("right", 1.3), ("right", 2.2), ("go", 6.0), ("right", 1.4), ("no", 12.0)]
+    assert fa_sources(dets, events) == [("eight", "right", 3), ("sentence", "go", 1), ("nothing", "no", 1)]
+    assert fa_sources(dets, events, most=1) == [("eight", "right", 3)]
 
 
 def test_the_bench_report_carries_the_section_and_writes_it_alone(tmp_path):

@@ -11,6 +11,7 @@ Usage:
   python live.py --weights room.safetensors       # thresholds recalibrated for your room (python -m bench calibrate)
   python live.py --headless --json --device 2     # JSON lines from input device 2, until Ctrl-C
   python live.py --list-devices
+  python live.py --weights runs/my_words --save-detections saved/   # Wrong button -> saved/wrong/
 
 Backend: `--backend` defaults to ort-cpu. A backend you name is used or refused with the
 reason (no silent substitution); only when you did not name one and ort-cpu is unavailable
@@ -78,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--headless", action="store_true", help="no window: print detections to stdout")
     o.add_argument("--json", action="store_true", help="with --headless: one JSON object per line")
     o.add_argument("--duration", type=float, help="with --headless: stop after this many seconds")
+    o.add_argument("--save-detections", metavar="DIR", help="keep the audio of every detection (the window the model "
+                   "decided on) as DIR/<word>/*.wav; the app's Wrong button moves the last one to DIR/wrong/, "
+                   "for train.py --hard-negatives DIR/wrong")
     return p
 
 
@@ -135,13 +139,23 @@ def main(argv: Sequence[str] | None = None, *, predictor_factory: PredictorFacto
         print(f"error: {e}", file=sys.stderr)
         return 2
     factory = predictor_factory or default_predictor
+    saver = None
+    if args.save_detections:
+        from realtime.detections import DetectionSaver
+
+        try:
+            saver = DetectionSaver(args.save_detections, window_s=cfg.window_s)
+        except OSError as e:
+            print(f"error: --save-detections {args.save_detections}: {e}", file=sys.stderr)
+            return 2
     if not args.headless:
         from realtime.gui import run_app  # the only place Qt is imported
 
         realtime = True if args.realtime is None else args.realtime
         # a file given on the command line starts playing once the model is loaded; the mic waits for START
         return run_app(lambda: factory(args), lambda: make_source(args, cfg, realtime), cfg,
-                       title=f"{model_ref(args)} · {args.backend or DEFAULT_BACKEND}", autostart=bool(args.input))
+                       title=f"{model_ref(args)} · {args.backend or DEFAULT_BACKEND}", autostart=bool(args.input),
+                       saver=saver)
 
     from realtime.headless import run_headless
     from realtime.session import LiveSession
@@ -150,7 +164,8 @@ def main(argv: Sequence[str] | None = None, *, predictor_factory: PredictorFacto
     try:
         source = make_source(args, cfg, realtime)  # a bad file fails here, before the model loads
         predictor = factory(args)
-        session = LiveSession(predictor, source, cfg)
+        session = LiveSession(predictor, saver.wrap(source) if saver else source, cfg,
+                              on_detection=saver.save if saver else None)
         return run_headless(session, as_json=args.json, duration_s=args.duration)
     except (ModelLoadError, SourceError, AudioError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

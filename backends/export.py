@@ -29,6 +29,7 @@ import numpy as np
 from backends.base import ModelFileError
 from backends.clips import REPO, Clips, get_clips
 from backends.meta import FEATURES_TENSOR, FORMAT, read_onnx_info
+from backends.optimize import optimize
 from kws.fsutil import atomic_path, atomic_write_json, file_lock, sweep_temps, temp_files
 
 if TYPE_CHECKING:
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
     from zoo.model import KWSModel
 
 DEFAULT_OPSET = 17  # >= 17 for LayerNormalization-era ops; 18 exports and runs identically (tested)
-EXPORT_VERSION = "1"  # bump when the graph recipe changes: invalidates every cached export
+EXPORT_VERSION = "2"  # bump when the graph recipe changes: invalidates every cached export
 WAVEFORM_INPUT, FEATURES_INPUT, OUTPUT = "waveform", FEATURES_TENSOR, "probs"
 PARITY_CLIPS = 64
 
@@ -416,6 +417,7 @@ def export_onnx(model: "KWSModel", path: str | Path, features_in: bool = False, 
         front = _trace(m.frontend, torch.zeros(2, fe.clip_samples), WAVEFORM_INPUT, FEATURES_TENSOR, opset)
         graph = join(front, net)
     n_gap = reducemean_to_gap(graph)
+    rewrites = optimize(graph)
     graph = ort_basic_optimize(graph)
     kind = "features" if features_in else "waveform"
     graph = finalize(graph, build_metadata(model, kind, opset, checkpoint_meta, source))
@@ -439,6 +441,8 @@ def export_onnx(model: "KWSModel", path: str | Path, features_in: bool = False, 
             tmp.write_bytes(graph.SerializeToString())
     if log and n_gap:
         log(f"{Path(path).name}: {n_gap} ReduceMean(H,W) -> GlobalAveragePool")
+    if log and any(rewrites.values()):
+        log(f"{Path(path).name}: rewrites {', '.join(f'{k} x{v}' for k, v in rewrites.items() if v)}")
     return ExportReport(path=str(path), input_kind=kind, opset=opset, parity=report_parity,
                         seconds=time.time() - t0, bytes=Path(path).stat().st_size)
 

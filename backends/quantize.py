@@ -5,19 +5,34 @@ Recipe (ONNX Runtime's CPU kernels; this machine has AVX-512 VNNI):
   since the log compresses a huge dynamic range that 8 bits cannot hold;
 - the network is pre-processed (`quant_pre_process`: ORT optimisation + symbolic shape
   inference) and quantized static, QDQ, per-channel int8 weights, uint8 activations (U8S8,
-  the VNNI fast path: S8S8 measured 0.84x of fp32 on EfficientNet-B0), calibrated (MinMax)
-  on a fixed set of real validation clips that the evaluation never sees;
+  the VNNI fast path: S8S8 measured 0.84x of fp32 on EfficientNet-B0), calibrated (MinMax,
+  once per model, the ranges cached for every variant) on a fixed set of real validation
+  clips that the evaluation never sees;
 - only Conv/Gemm/MatMul are quantized: elementwise ops (SiLU, SE gating, residual adds)
   quantized on their own cost a Q/DQ pair each and lose (plain "quantize everything" QDQ
-  was 0.35x of fp32 on EfficientNet-B0); depthwise convs stay float (ORT's u8 depthwise
+  was 0.35x of fp32 on EfficientNet-B0; its QLinearSigmoid + QLinearMul SiLU alone took
+  1 ms where the float one takes 0.23); depthwise convs stay float (ORT's u8 depthwise
   kernel is slower than its fp32 one), and so can the first and last layers;
+- "weight-bound" variants quantize only the layers whose weights are used at most
+  REUSE_LIMIT times per clip (the late 1x1 convs at a few positions, the dense head): at
+  batch 1 those stream their weights from memory, and int8 weights are a quarter of the
+  bytes, while the early convs are compute-bound and ORT's fp32 NCHWc kernels keep up
+  with int8 there once the Q/DQ and layout transitions are paid (EfficientNet-B0, 10th
+  percentiles: 1.36-1.54x weight-bound, 1.14-1.17x with every pointwise conv in int8);
+- "sensitive" variants keep the layers that damage the answers most in float: each
+  candidate layer is quantized alone and its mean KL divergence from fp32 measured on
+  RANKING_CLIPS of the calibration clips; the k most damaging stay float, for the smallest k in (1, 2, 4, 8,
+  16) whose agreement on the calibration clips reaches the target (on the speech
+  embedding the stem and the first conv each flip about 1 % of the clips alone);
 - a few such variants are built, each is scored for top-1 agreement with fp32 on held-out
-  clips and timed batch-1 against fp32, interleaved; the fastest variant that keeps the
-  agreement target wins, and if none is faster than fp32 the fp32 graph is written
-  instead, marked as such. An int8 model is never slower than its fp32 model.
+  clips, and all are timed batch-1 with fp32 in the same interleaved rounds; the fastest
+  variant that keeps the agreement target wins (speed compared at the 10th percentile, see
+  quantize_int8), and if none is faster than fp32 the fp32 graph is written instead,
+  marked as such. An int8 model is never slower than its fp32 model.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import tempfile
 import time
@@ -29,15 +44,20 @@ import numpy as np
 
 from backends.base import ModelFileError
 from backends.clips import Clips, get_clips
+from backends.optimize import resize_gates_to_broadcast
 from backends.timing import interleaved_latency
 
 if TYPE_CHECKING:
     import onnx
 
-CALIB_CLIPS = 128
-EVAL_CLIPS = 256
+CALIB_CLIPS = 256  # the whole calibration pool (backends.clips): the ranges, the sensitivities and their k
+EVAL_CLIPS = 1024  # agreement to about +-0.6 points (95 %) at 99 %, where 256 clips gave +-1.2
 MIN_AGREEMENT = 0.99
 MIN_SPEEDUP = 1.05  # below this an int8 "win" is within timing noise (measured +-4 % here): keep fp32
+REUSE_LIMIT = 32  # a conv with at most this many output positions uses each weight <= 32 times: weight-bound
+SENSITIVE_KS = (1, 2, 4, 8, 16)  # how many of the most damaging layers a "sensitive" variant may keep float
+RANKING_CLIPS = 64  # of the calibration clips, for the per-layer ranking (a continuous score: KL, not flips)
+SENSITIVITY_KEPT = 24  # layers of the sensitivity ranking kept in the report (the file's metadata stays small)
 
 
 @dataclass(frozen=True)
@@ -45,16 +65,20 @@ class Variant:
     name: str
     mode: str = "static"  # "static" (QDQ / QOperator) or "dynamic" (weights only, Gemm/MatMul)
     fmt: str = "qdq"  # "qdq" or "qoperator"
-    keep_float: tuple[str, ...] = ("depthwise",)  # of: depthwise, first, last, pooled
+    keep_float: tuple[str, ...] = ("depthwise",)  # of: depthwise, first, last, pooled, spatial, sensitive
     reduce_range: bool = False  # 7-bit weights: only for CPUs without VNNI (u8s8 overflow)
     activation_symmetric: bool = False
 
 
+# QOperator ("qoperator-dense") is gone from the list: ORT fuses QDQ into the same QLinear kernels, and it
+# was never the fastest passing variant (fmt="qoperator" still builds it).
 VARIANTS: tuple[Variant, ...] = (
     Variant("qdq-dense"),
     Variant("qdq-dense-float-ends", keep_float=("depthwise", "first", "last")),
     Variant("qdq-dense-float-pooled", keep_float=("depthwise", "pooled")),
-    Variant("qoperator-dense", fmt="qoperator"),
+    Variant("qdq-dense-float-sensitive", keep_float=("depthwise", "sensitive")),
+    Variant("qdq-weight-bound", keep_float=("depthwise", "pooled", "spatial")),
+    Variant("qdq-weight-bound-float-sensitive", keep_float=("depthwise", "pooled", "spatial", "sensitive")),
     Variant("dynamic-gemm", mode="dynamic"),
 )
 QUICK_VARIANTS: tuple[Variant, ...] = VARIANTS[:2]
@@ -66,10 +90,14 @@ class Candidate:
     top1_agreement: float
     max_abs_diff: float
     p50_ms: float
-    speedup: float
+    speedup: float  # fp32 p50 / this p50, timed in the same interleaved rounds
     quantized_nodes: int
     accuracy: float | None = None
+    p10_ms: float = float("nan")  # the low tail: on a loaded machine, less of the other processes' share
+    speedup_p10: float = 0.0  # fp32 p10 / this p10: what the policy decides on (see quantize_int8)
     note: str = ""
+    float_layers: int = 0  # Conv/Gemm/MatMul left in float (depthwise and every other keep_float group)
+    sensitive_float: list[str] = field(default_factory=list)  # the "sensitive" ones among them, worst first
 
 
 @dataclass
@@ -88,6 +116,12 @@ class QuantReport:
     threads: int
     candidates: list[Candidate] = field(default_factory=list)
     seconds: float = 0.0
+    sensitivity: list[dict] = field(default_factory=list)  # per layer alone in int8, most damaging first
+    fp32_p10_ms: float = float("nan")
+    # share of the evaluation clips given fp32's most common answer: near 1, agreement says little
+    fp32_top_share: float = float("nan")
+    evaluation_clips: int = 0
+    speedup_p10: float = 1.0  # of the chosen variant (what the policy decided on); 1 when fp32 is served
 
 
 def _attr(node, name: str, default=None):
@@ -102,7 +136,12 @@ _POOLS = ("GlobalAveragePool", "ReduceMean", "GlobalMaxPool")
 
 
 def node_groups(net: "onnx.ModelProto") -> dict[str, list[str]]:
-    """Names of the nodes each keep_float policy refers to, in the network graph."""
+    """Names of the nodes each keep_float policy refers to, in the network graph.
+
+    ("sensitive" is not a structural group: quantize_int8 measures it.)
+    """
+    import onnx
+
     nodes = list(net.graph.node)  # the exporter and ORT keep topological order
     producer = {o: n for n in nodes for o in n.output}
     convs = [n for n in nodes if n.op_type == "Conv"]
@@ -115,12 +154,19 @@ def node_groups(net: "onnx.ModelProto") -> dict[str, list[str]]:
             src = producer.get(src.input[0])
         if src is not None and (src.op_type in _POOLS or src.name in pooled):
             pooled.add(n.name)
+    # output positions of each conv (weight reuse per clip); unknown counts as many (compute-bound)
+    inferred = onnx.shape_inference.infer_shapes(net).graph
+    dims = {v.name: [d.dim_value if d.HasField("dim_value") else 0 for d in v.type.tensor_type.shape.dim]
+            for v in [*inferred.value_info, *inferred.output]}
+    positions = {n.name: int(np.prod(dims[n.output[0]][2:])) if n.output[0] in dims and all(dims[n.output[0]][2:])
+                 else REUSE_LIMIT + 1 for n in convs}
 
     return {
         "depthwise": [n.name for n in convs if (_attr(n, "group", 1) or 1) > 1],
         "first": [convs[0].name] if convs else [],
         "last": [dense[-1].name] if dense else ([convs[-1].name] if convs else []),
         "pooled": [n.name for n in convs if n.name in pooled],
+        "spatial": [n.name for n in convs if positions[n.name] > REUSE_LIMIT],
     }
 
 
@@ -138,24 +184,76 @@ class _Reader:
         self._it = iter(self._batches)
 
 
-def _quantize_net(pre: Path, out: Path, variant: Variant, feats: np.ndarray, groups: dict[str, list[str]]) -> None:
+QUANTIZABLE = ("Conv", "Gemm", "MatMul")
+
+
+def _quantize_net(pre: Path, out: Path, variant: Variant, feats: np.ndarray, exclude: Sequence[str] = (),
+                  only: Sequence[str] | None = None, cache: Path | None = None) -> None:
+    """Quantize the pre-processed network `pre` into `out`: every QUANTIZABLE node but `exclude` (or `only`
+    those). `cache`: a calibration-range file, written by the first call and read by the next ones, so a
+    model is calibrated once however many variants are built from it."""
     from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType, quantize_dynamic,
                                           quantize_static)
 
-    exclude = sorted({n for g in variant.keep_float for n in groups[g]})
     if variant.mode == "dynamic":
         # weights-only int8 of the fully connected layers: the memory-bound part of a big head
         quantize_dynamic(str(pre), str(out), op_types_to_quantize=["Gemm", "MatMul"], per_channel=True,
-                         weight_type=QuantType.QInt8, nodes_to_exclude=exclude)
+                         weight_type=QuantType.QInt8, nodes_to_exclude=sorted(exclude))
         return
     reader = _Reader("features", feats)
     CalibrationDataReader.register(_Reader)  # an ABC: registering keeps the reader a plain class
     quantize_static(
         str(pre), str(out), reader,
         quant_format=QuantFormat.QDQ if variant.fmt == "qdq" else QuantFormat.QOperator,
-        op_types_to_quantize=["Conv", "Gemm", "MatMul"], per_channel=True, reduce_range=variant.reduce_range,
-        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_exclude=exclude,
+        op_types_to_quantize=list(QUANTIZABLE), per_channel=True, reduce_range=variant.reduce_range,
+        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_exclude=sorted(exclude),
+        nodes_to_quantize=list(only) if only is not None else None,
+        calibration_cache_path=str(cache) if cache is not None else None,
         extra_options={"ActivationSymmetric": variant.activation_symmetric, "WeightSymmetric": True})
+
+
+def _kl(p: np.ndarray, q: np.ndarray) -> float:
+    """Mean KL(p || q) over rows of probabilities (clipped: a zero probability is a float underflow)."""
+    p, q = np.clip(p, 1e-9, 1.0), np.clip(q, 1e-9, 1.0)
+    return float(np.mean(np.sum(p * np.log(p / q), axis=1)))
+
+
+def layer_sensitivity(pre: Path, work: Path, candidates: Sequence[str], feats: np.ndarray, ref: np.ndarray,
+                      cache: Path, threads: int = 1, log: Callable[[str], None] | None = None) -> list[dict]:
+    """Each candidate node alone in int8, scored on the calibration features against the fp32 answers
+    `ref`: {"node", "kl" (mean KL divergence from fp32), "agreement"}, most damaging first."""
+    from tqdm import tqdm
+
+    rows = []
+    bar = tqdm(candidates, desc="int8 sensitivity", unit="layer", disable=log is None, leave=False)
+    for name in bar:
+        q = work / "alone.onnx"
+        _quantize_net(pre, q, Variant("alone"), feats, only=[name], cache=cache)
+        got = _run(_session(str(q), threads), feats)
+        rows.append({"node": name, "kl": _kl(ref, got), "agreement": float((got.argmax(1) == ref.argmax(1)).mean())})
+        bar.set_postfix(kl=f"{rows[-1]['kl']:.2e}")
+    return sorted(rows, key=lambda r: -r["kl"])
+
+
+def _float_sensitive(pre: Path, work: Path, exclude: Sequence[str], ranked: Sequence[str], feats: np.ndarray,
+                     ref: np.ndarray, cache: Path, min_agreement: float, threads: int) -> tuple[list[str], float]:
+    """The fewest of the most damaging layers (ranked, worst first; the excluded ones skipped) whose float
+    copies bring agreement on the calibration features to `min_agreement`, tried k in SENSITIVE_KS; the
+    last k tried when none does. Returns (those layers, their calibration agreement)."""
+    pool = [n for n in ranked if n not in set(exclude)]
+    chosen, agree = [], 0.0
+    for k in SENSITIVE_KS:
+        k = min(k, len(pool))
+        if k == 0 or k == len(chosen):
+            break
+        chosen = pool[:k]
+        q = work / "sensitive.onnx"
+        _quantize_net(pre, q, Variant("sensitive"), feats, exclude=[*exclude, *chosen], cache=cache)
+        got = _run(_session(str(q), threads), feats)
+        agree = float((got.argmax(1) == ref.argmax(1)).mean())
+        if agree >= min_agreement:
+            break
+    return chosen, agree
 
 
 def _session(src: bytes | str, threads: int):
@@ -192,7 +290,7 @@ def label_accuracy(probs: np.ndarray, words: Sequence[str] | None, labels: Seque
 
 def quantize_int8(fp32_path: str | Path, out_path: str | Path, calib: Clips | None = None,
                   evalset: Clips | None = None, variants: Sequence[Variant] = VARIANTS,
-                  min_agreement: float = MIN_AGREEMENT, threads: int = 1, timing_rounds: int = 12,
+                  min_agreement: float = MIN_AGREEMENT, threads: int = 1, timing_rounds: int = 20,
                   log: Callable[[str], None] | None = print) -> QuantReport:
     """Quantize a waveform-in fp32 export (backends.export) into `out_path`; see the module doc."""
     import onnx
@@ -224,15 +322,55 @@ def quantize_int8(fp32_path: str | Path, out_path: str | Path, calib: Clips | No
 
     cands: list[Candidate] = []
     graphs: dict[str, bytes] = {}
+    sessions: dict = {}
+    sensitivity: list[dict] = []
     with tempfile.TemporaryDirectory() as d:
-        raw, pre = Path(d) / "net.onnx", Path(d) / "net.pre.onnx"
+        work = Path(d).resolve()  # absolute: the pre-processing below runs with `work` as its cwd
+        raw, pre, cache = work / "net.onnx", work / "net.pre.onnx", work / "calibration.json"
+        resize_gates_to_broadcast(net)  # int8 convs do not run in ORT's NCHWc layout: the Resize is only a copy
         onnx.save(net, str(raw))
-        quant_pre_process(str(raw), str(pre))
-        groups = node_groups(onnx.load(str(pre)))
-        for v in variants:
-            q = Path(d) / f"{v.name}.onnx"
+        # auto_merge: symbolic shape inference cannot prove every equal dimension equal by itself. When it
+        # still fails, ORT saves the partial model (sym_shape_infer_temp.onnx and a weights-sized uuid .data
+        # file) into the current directory before raising: run it from `work`, which is deleted either way
+        try:
+            with contextlib.chdir(work):
+                quant_pre_process(str(raw), str(pre), auto_merge=True)
+        except Exception as e:
+            raise ModelFileError(f"{fp32_path}: int8 pre-processing (ORT optimisation and symbolic shape "
+                                 f"inference) failed: {type(e).__name__}: {e}") from e
+        pre_model = onnx.load(str(pre))
+        groups = node_groups(pre_model)
+        quantizable = [n.name for n in pre_model.graph.node if n.op_type in QUANTIZABLE]
+
+        def structural(v: Variant) -> set[str]:
+            return {n for g in v.keep_float if g != "sensitive" for n in groups[g]}
+
+        sensitive_variants = [v for v in variants if "sensitive" in v.keep_float]
+        ranking_error = ""
+        if sensitive_variants:  # rank the layers that some sensitive variant would quantize
+            always_float = set.intersection(*(structural(v) for v in sensitive_variants))
+            calib_ref = _run(_session(str(pre), threads), calib_feats)
+            # the ranges from every calibration clip, cached before the ranking's first (smaller) run would
+            _quantize_net(pre, work / "calibrate.onnx", Variant("calibrate"), calib_feats, only=quantizable[:1],
+                          cache=cache)
             try:
-                _quantize_net(pre, q, v, calib_feats, groups)
+                sensitivity = layer_sensitivity(pre, work, [n for n in quantizable if n not in always_float],
+                                                calib_feats[:RANKING_CLIPS], calib_ref[:RANKING_CLIPS], cache,
+                                                threads, log)
+            except Exception as e:  # the sensitive variants then fail with this reason; the others go on
+                ranking_error = f"sensitivity ranking failed: {type(e).__name__}: {str(e)[:120]}"
+        for v in variants:
+            q = work / f"{v.name}.onnx"
+            exclude, sensitive, note = sorted(structural(v)), [], ""
+            try:
+                if "sensitive" in v.keep_float:
+                    if ranking_error:
+                        raise RuntimeError(ranking_error)
+                    sensitive, cal_agree = _float_sensitive(pre, work, exclude, [r["node"] for r in sensitivity],
+                                                            calib_feats, calib_ref, cache, min_agreement, threads)
+                    note = (f"the {len(sensitive)} most damaging layers float (agreement on the calibration clips "
+                            f"{cal_agree:.1%})")
+                _quantize_net(pre, q, v, calib_feats, exclude=[*exclude, *sensitive], cache=cache)
                 qnet = onnx.load(str(q))
                 merged = join(front, qnet).SerializeToString()
                 sess = _session(merged, threads)
@@ -243,37 +381,56 @@ def quantize_int8(fp32_path: str | Path, out_path: str | Path, calib: Clips | No
             got = _run(sess, evalset.waves)
             n_q = sum(n.op_type in ("QuantizeLinear", "QLinearConv", "DynamicQuantizeLinear", "MatMulInteger",
                                     "QLinearMatMul") for n in qnet.graph.node)
-            t = interleaved_latency({"fp32": lambda: fp32_sess.run(None, {"waveform": one}),
-                                     "int8": lambda: sess.run(None, {"waveform": one})}, rounds=timing_rounds)
-            p50, base = float(np.median(t["int8"]) * 1e3), float(np.median(t["fp32"]) * 1e3)
+            producer = {o: n.op_type for n in qnet.graph.node for o in n.output}
+            n_float = sum(n.op_type in QUANTIZABLE and producer.get(n.input[1]) != "DequantizeLinear"
+                          for n in qnet.graph.node)
             cands.append(Candidate(v.name, float((got.argmax(1) == ref.argmax(1)).mean()),
-                                   float(np.abs(got - ref).max()), p50, base / p50, n_q,
-                                   label_accuracy(got, evalset.words, info.labels)))
-            graphs[v.name] = merged
+                                   float(np.abs(got - ref).max()), float("nan"), 0.0, n_q,
+                                   label_accuracy(got, evalset.words, info.labels), note=note,
+                                   float_layers=int(n_float), sensitive_float=list(sensitive)))
+            graphs[v.name], sessions[v.name] = merged, sess
             if log:
                 c = cands[-1]
-                log(f"  int8 {v.name:24s} {c.p50_ms:6.2f} ms vs fp32 {base:6.2f} ms ({c.speedup:.2f}x), "
-                    f"top-1 agreement {c.top1_agreement:.2%}")
-    ok = [c for c in cands if c.variant in graphs and c.top1_agreement >= min_agreement and c.speedup >= MIN_SPEEDUP]
-    fp32_ms = float(np.median([c.p50_ms * c.speedup for c in cands if c.variant in graphs] or [np.nan]))
+                log(f"  int8 {v.name:32s} top-1 agreement {c.top1_agreement:.2%}, {c.float_layers} layers float")
+    # Every variant and fp32 timed in the same interleaved rounds: on a shared machine a burst of load
+    # then hits them all alike, so their speed-ups are comparable with each other, not only with fp32.
+    t = interleaved_latency({"fp32": lambda: fp32_sess.run(None, {"waveform": one}),
+                             **{k: (lambda s=s: s.run(None, {"waveform": one})) for k, s in sessions.items()}},
+                            rounds=timing_rounds)
+    fp32_ms, fp32_p10 = float(np.median(t["fp32"]) * 1e3), float(np.percentile(t["fp32"], 10) * 1e3)
+    for c in cands:
+        if c.variant in sessions:
+            c.p50_ms, c.p10_ms = float(np.median(t[c.variant]) * 1e3), float(np.percentile(t[c.variant], 10) * 1e3)
+            c.speedup, c.speedup_p10 = fp32_ms / c.p50_ms, fp32_p10 / c.p10_ms
+            if log:
+                log(f"  int8 {c.variant:32s} {c.p50_ms:6.2f} ms vs fp32 {fp32_ms:6.2f} ms ({c.speedup:.2f}x; "
+                    f"p10 {c.p10_ms:.2f} vs {fp32_p10:.2f} ms)")
+    # Decided on the 10th percentiles, reported at both: on this loaded 2-core machine a ~2 ms call's median is
+    # often a descheduled one (fp32 p50 3.6 ms, p10 1.9 ms in one run), and the medians of two graphs doing
+    # the same float work (fp32 and dynamic-gemm, int8 head only) differed by 1.6x where their p10s agreed.
+    ok = [c for c in cands if c.variant in graphs and c.top1_agreement >= min_agreement
+          and c.speedup_p10 >= MIN_SPEEDUP]
     if ok:
-        best = max(ok, key=lambda c: c.speedup)
+        best = max(ok, key=lambda c: c.speedup_p10)
         chosen, reason = best.variant, (f"fastest variant with >= {min_agreement:.0%} top-1 agreement "
-                                        f"and >= {MIN_SPEEDUP:.2f}x speed-up")
+                                        f"and >= {MIN_SPEEDUP:.2f}x speed-up (10th percentiles)")
         model = onnx.load_from_string(graphs[best.variant])
-        fp32_ms = best.p50_ms * best.speedup  # the fp32 time measured beside this very variant
-        int8_ms, agree, acc8 = best.p50_ms, best.top1_agreement, best.accuracy
+        int8_ms, agree, acc8, speedup_p10 = best.p50_ms, best.top1_agreement, best.accuracy, best.speedup_p10
         precision = "int8"
     else:
         chosen = "fp32"
-        why_not = [f"{c.variant}: {c.note or f'{c.speedup:.2f}x, {c.top1_agreement:.1%}'}" for c in cands]
-        reason = (f"no int8 variant was both >= {MIN_SPEEDUP:.2f}x faster and >= {min_agreement:.0%} in "
-                  f"agreement ({'; '.join(why_not)}): serving the fp32 graph")
-        model, int8_ms, agree, acc8, precision = full, fp32_ms, 1.0, acc_fp32, "fp32"
+        why_not = [f"{c.variant}: {c.note}" if c.variant not in graphs else f"{c.variant}: {c.speedup_p10:.2f}x, "
+                   f"{c.top1_agreement:.1%}" for c in cands]
+        reason = (f"no int8 variant was both >= {MIN_SPEEDUP:.2f}x faster (10th percentiles) and "
+                  f">= {min_agreement:.0%} in agreement ({'; '.join(why_not)}): serving the fp32 graph")
+        model, int8_ms, agree, acc8, precision, speedup_p10 = full, fp32_ms, 1.0, acc_fp32, "fp32", 1.0
     report = QuantReport(path=str(out_path), chosen=chosen, reason=reason, fp32_p50_ms=fp32_ms, int8_p50_ms=int8_ms,
                          speedup=fp32_ms / int8_ms if int8_ms else float("nan"), top1_agreement=agree,
                          accuracy_fp32=acc_fp32, accuracy_int8=acc8, calibration=calib.source,
-                         evaluation=evalset.source, threads=threads, candidates=cands, seconds=time.time() - t0)
+                         evaluation=evalset.source, threads=threads, candidates=cands, seconds=time.time() - t0,
+                         sensitivity=sensitivity[:SENSITIVITY_KEPT], fp32_p10_ms=fp32_p10,
+                         fp32_top_share=float(np.bincount(ref.argmax(1)).max() / len(ref)),
+                         evaluation_clips=len(evalset), speedup_p10=speedup_p10)
     props = {p.key: p.value for p in full.metadata_props}
     props.pop("parity", None)
     # the variant chosen (or fp32 itself) met the agreement target: a passed check, as the cache requires

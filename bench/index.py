@@ -32,8 +32,13 @@ PRODUCERS: tuple[tuple[str, str], ...] = (
     ("python -m bench.realspeech cv", "speaker-disjoint 5-fold cross-validation of a training recipe: every real "
                                       "clip scored once by a model that never heard its speaker (pooled accuracy "
                                       "with a speaker-bootstrap 95 % CI, fold mean with a t interval)"),
+    ("python -m bench.fewshot", "few-shot learning curves: new words from k recordings of one FSDD speaker "
+                                "(k = 1, 5, 10, 25, with and without synthetic examples, and synthetic only), "
+                                "accuracy on the other speakers with 95 % CIs, and each run's wall time"),
     ("python -m bench.realspeech", "real-speech accuracy (12- and 35-class, 95 % CI) of trained weights on "
                                    "gsc12-dev speakers they never heard"),
+    ("python -m bench.int8", "int8 against fp32 in ONNX Runtime: every quantization variant's batch-1 speed-up "
+                             "(interleaved, one run) and top-1 agreement with fp32 on held-out real clips"),
     ("python -m bench", "the benchmark suite: every model x backend (accuracy, latency, throughput, memory), "
                         "streaming false accepts through the live engine, accuracy under noise"),
     ("python -m backends.bench_latency", "batch-1 latency of every backend, int8 against fp32, interleaved in one "

@@ -15,6 +15,7 @@ import time
 import traceback
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -25,6 +26,7 @@ from PyQt6.QtWidgets import (QApplication, QFrame, QGraphicsOpacityEffect, QGrid
                              QSlider,
                              QVBoxLayout, QWidget)
 
+from realtime.detections import DetectionSaver
 from realtime.engine import Decision, Detection, EngineConfig
 from realtime.predictor import Predictor
 from realtime.session import LiveSession
@@ -415,8 +417,10 @@ class LiveWindow(QMainWindow):
 
     def __init__(self, predictor_factory: Callable[[], Predictor], source_factory: Callable[[], Source],
                  cfg: EngineConfig | None = None, *, title: str = "", autostart: bool = False,
-                 poll_ms: int = 33, load_monitor: LoadMonitor | None = None) -> None:
+                 poll_ms: int = 33, load_monitor: LoadMonitor | None = None,
+                 saver: DetectionSaver | None = None) -> None:
         super().__init__()
+        self.saver = saver  # --save-detections: each detection's audio, and the Wrong button
         self.load_monitor = load_monitor or LoadMonitor()
         self._last_load = 0.0
         self.cfg = cfg or EngineConfig()
@@ -496,6 +500,13 @@ class LiveWindow(QMainWindow):
         self.start_button.setCursor(Qt.CursorShape.PointingHandCursor)
         self.start_button.clicked.connect(self.toggle)
         cl.addWidget(self.start_button)
+        self.wrong_button = QPushButton("Wrong: last detection was a mistake")
+        self.wrong_button.setToolTip("move its saved audio to the wrong/ folder: train.py --hard-negatives "
+                                     "that folder teaches the model to ignore it")
+        self.wrong_button.clicked.connect(self.mark_wrong)
+        self.wrong_button.setEnabled(False)
+        self.wrong_button.setVisible(self.saver is not None)
+        cl.addWidget(self.wrong_button)
         th_row = QHBoxLayout()
         th_label = QLabel("Threshold")
         th_label.setStyleSheet(f"color: {MUTED};")
@@ -604,7 +615,11 @@ class LiveWindow(QMainWindow):
         self.error_banner.hide()
         try:
             source = self.source_factory()
-            session = LiveSession(self.predictor, source, self.cfg)
+            saver = self.saver
+            if saver is not None:
+                source = saver.wrap(source)
+            session = LiveSession(self.predictor, source, self.cfg,
+                                  on_detection=None if saver is None else saver.save)
             session.start()
         except Exception as e:  # SourceError, AudioError, ValueError: all worded for the user
             self.show_error(str(e))
@@ -720,6 +735,18 @@ class LiveWindow(QMainWindow):
         if self.grid is not None:
             self.grid.flash(det.index)
         self.toasts.show(f"{pretty(det.label)}  ·  {det.confidence * 100:.0f}%", ACCENT)
+        self.wrong_button.setEnabled(self.saver is not None)
+
+    def mark_wrong(self) -> Path | None:
+        """The Wrong button: the last detection's saved audio becomes a hard negative."""
+        moved = self.saver.mark_wrong() if self.saver is not None else None
+        self.wrong_button.setEnabled(False)
+        if moved is None:
+            self.toasts.show("no saved detection to mark", WARN)
+        else:
+            self.toasts.show(f"marked wrong: {moved.parent.name}/{moved.name}", WARN)
+            self.status_msg.setText(f"hard negative kept in {moved.parent.parent}")
+        return moved
 
     def _show_stats(self, session: LiveSession, final: bool = False) -> None:
         s = session.stats()
@@ -755,11 +782,11 @@ class LiveWindow(QMainWindow):
 
 def run_app(predictor_factory: Callable[[], Predictor], source_factory: Callable[[], Source],
             cfg: EngineConfig | None = None, *, title: str = "", autostart: bool = False,
-            argv: list[str] | None = None) -> int:
+            argv: list[str] | None = None, saver: DetectionSaver | None = None) -> int:
     """Create the QApplication and the window, run the event loop; returns the exit status."""
     app = QApplication.instance() or QApplication(argv or sys.argv[:1])
     apply_dark_theme(app)
-    win = LiveWindow(predictor_factory, source_factory, cfg, title=title, autostart=autostart)
+    win = LiveWindow(predictor_factory, source_factory, cfg, title=title, autostart=autostart, saver=saver)
 
     def hook(exc_type, exc, tb) -> None:  # PyQt aborts on an exception escaping a slot: report instead
         traceback.print_exception(exc_type, exc, tb)

@@ -100,6 +100,8 @@ def test_opset_18_and_timm_model_with_three_channels(tmp_path):
     r = export_onnx(model, tmp_path / "m.onnx", opset=18, clips=Clips(clips(8), None, "synthetic"), log=None)
     # a random-init deep net amplifies the frontend's 1e-5 float differences; top-1 is the gate
     assert r.opset == 18 and r.parity.top1_agreement == 1.0 and r.parity.max_abs_diff < 1e-2
+    ops = [n.op_type for n in onnx.load(str(tmp_path / "m.onnx")).graph.node]
+    assert ops.count("Resize") == 9  # its squeeze-excite gates, kept in ORT's blocked layout (backends.optimize)
 
 
 def test_parity_failure_is_loud_and_leaves_no_file(run_dir, tmp_path, monkeypatch):

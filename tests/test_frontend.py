@@ -105,3 +105,39 @@ def test_onnx_export_runs_in_onnxruntime(tmp_path, speechlike):
     assert np.abs(out[:, 0] - log_mel_reference(speechlike)).max() < TOL
     ops = {n.op_type for n in __import__("onnx").load(str(path)).graph.node}
     assert not ops & {"STFT", "DFT"}, ops  # ORT's spectral ops are the slow path we designed out
+
+
+@pytest.mark.parametrize("cfg, radix, expected", [
+    (FrontendConfig(), None, 16), (FrontendConfig(), 8, 8), (FrontendConfig(), 4, 4),
+    (FrontendConfig(n_fft=800, hop_length=200, n_mels=40), None, 8),  # 16 does not divide the hop: the next radix
+    (FrontendConfig(n_fft=512, hop_length=128, n_mels=64, in_chans=3), None, 16),
+], ids=["default", "r8", "r4", "hop200", "n512"])
+def test_every_radix_matches_the_fft_formulation(speechlike, cfg, radix, expected):
+    from kws.frontend import FactorizedDFT
+
+    fe = LogMel(cfg)
+    x = torch.from_numpy(speechlike)
+    fast = fe(x)
+    fe.use_fft = False
+    fe.dft = FactorizedDFT(cfg, radix=radix)
+    assert fe.dft.radix == expected
+    assert torch.allclose(fast, fe(x), atol=TOL)
+
+
+def test_unfactorisable_config_is_refused():
+    with pytest.raises(ValueError, match="cannot be factorised"):
+        LogMel(FrontendConfig(n_fft=1000, hop_length=250))  # 250 is not a multiple of 4
+
+
+def test_exported_graph_is_lean():
+    # The graph ORT runs: three matmuls (sub-DFTs, butterfly, mel) and no per-bin slicing or run-time
+    # shape arithmetic. The previous formulation had 62 nodes after ORT's basic optimisation, with
+    # 14 slices over the mirrored bins and a Shape -> ReduceProd chain for the std's count.
+    from backends.export import _trace, ort_basic_optimize
+
+    fe = LogMel(FrontendConfig(in_chans=3)).eval()
+    fe.use_fft = False
+    g = ort_basic_optimize(_trace(fe, torch.zeros(2, SAMPLE_RATE), "waveform", "features", 17))
+    ops = [n.op_type for n in g.graph.node]
+    assert len(ops) <= 45 and ops.count("MatMul") == 3 and ops.count("Slice") <= 8, ops
+    assert not set(ops) & {"Shape", "ReduceProd", "Cast", "Pow"}, ops

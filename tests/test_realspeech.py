@@ -112,3 +112,32 @@ def test_teacher_of_a_fold_and_a_single_run_recipe(tmp_path):
     assert got.init_from == str(tmp_path / "synthonly" / "all")  # one synthetic-only run serves every fold
     with pytest.raises(SystemExit, match="teacher cv:teach: fold 2/5"):
         realspeech.resolve_init(cfg, "2/5", tmp_path)
+
+
+def test_held_out_figure_is_refused_for_data_that_holds_the_held_out_speakers():
+    from bench.realspeech import heard_held_out_speakers
+
+    assert heard_held_out_speakers("synth*0.3+gsc12-dev+fsdd-dev")
+    assert heard_held_out_speakers("gsc:../shared/data/gsc12-dev")
+    assert not heard_held_out_speakers("synth:400+folder:../shared/data/gsc12-dev")  # the split that holds them out
+    assert not heard_held_out_speakers("synth:400")
+
+
+@pytest.mark.skipif(not realspeech.GSC12_DEV.is_dir(), reason=f"needs the real recordings in {realspeech.GSC12_DEV}")
+def test_report_scores_each_recipe_on_the_held_out_clips_from_its_fold_predictions(tmp_path):
+    from kws.data import open_source
+    from kws.runinfo import write_results
+
+    held = open_source(realspeech.HELD_OUT, labels="35s").split("test")
+    rows = [{"kind": "clip", "part": "gsc12-dev", "fold": "1/5", "file": f, "speaker": s or f"clip:{f}",
+             "truth": held.labels[y], "pred": held.labels[y] if i % 2 == 0 else "_silence_"}
+            for i, (f, s, y) in enumerate(zip(held.files, held.speakers, held.y))]
+    rows.append({**rows[0], "file": "yes/not_a_held_out_clip.wav"})  # other clips do not count
+    (tmp_path / "cv").mkdir()
+    write_results(tmp_path / "cv" / "r.json", rows, command="test", recipe="recipes/r.yaml")
+    text = realspeech.report(results=tmp_path).read_text()
+    line = next(ln for ln in text.splitlines() if ln.startswith("| r (its fold models)"))
+    assert f"| {len(held.files)} (" in line
+    words = [i for i, y in enumerate(held.y) if held.labels[y] != "_silence_"]
+    want35 = sum(1 for i in words if i % 2 == 0) / len(words)
+    assert f"{100 * want35:.1f} %" in line.split("|")[4]

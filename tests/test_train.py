@@ -434,3 +434,20 @@ def test_trains_on_speech_commands_with_the_official_split_lists(tmp_path):
     assert rc == 0
     report = json.loads((out / "report.json").read_text())
     assert report["n"] == 22  # the clips of testing_list.txt
+
+
+def test_a_run_from_before_later_settings_loads_with_their_defaults_and_a_cut_config_does_not(tmp_path):
+    import yaml
+
+    from kws.train.config import CONFIG_FILE, LATER_SETTINGS, ConfigError, TrainConfig, load_run_config
+
+    values = TrainConfig(model="dscnn").to_dict()
+    for name in LATER_SETTINGS:
+        values.pop(name)
+    (tmp_path / CONFIG_FILE).write_text(yaml.safe_dump(values))
+    cfg = load_run_config(tmp_path)
+    assert cfg == TrainConfig(model="dscnn")
+    values.pop("lr")  # a setting every run has always written: its absence means a damaged file
+    (tmp_path / CONFIG_FILE).write_text(yaml.safe_dump(values))
+    with pytest.raises(ConfigError, match="lacks 1 settings"):
+        load_run_config(tmp_path)

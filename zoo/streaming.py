@@ -346,11 +346,12 @@ class LogMelStream(nn.Module):
         state = (("window", (1, self.cfg.clip_samples)), ("frames", (1, self.n_inner, self.cfg.n_mels)))
         return StreamSpec("logmel_frames", h, h, self.memory_samples, state, True, self.labels)
 
-    def _db(self, frames: torch.Tensor) -> torch.Tensor:
-        """Frames [1, F, n_fft] -> dB mel [1, F, n_mels], the full-window frontend's arithmetic."""
+    def _mel(self, frames: torch.Tensor) -> torch.Tensor:
+        """Frames [1, F, n_fft] -> mel power [1, F, n_mels], the full-window frontend's arithmetic."""
         dft = self.fe.dft
-        power = dft.frames_power(frames.reshape(frames.shape[0], frames.shape[1], dft.sub, dft.radix))
-        return 10.0 * torch.log10(torch.clamp(torch.matmul(power, self.fe.mel_fb), min=1e-10))
+        # sample R*m + j of each frame at [j, m]: the factorised DFT's layout
+        z = frames.reshape(frames.shape[0], frames.shape[1], dft.sub, dft.radix).permute(0, 3, 2, 1)
+        return dft.frames_mel(z, frames.shape[1]).transpose(1, 2)
 
     def forward(self, audio: torch.Tensor, ring: torch.Tensor, cache: torch.Tensor) -> tuple[torch.Tensor, ...]:
         cfg = self.cfg
@@ -362,19 +363,17 @@ class LogMelStream(nn.Module):
         blocks = y.reshape(1, -1, h)
         k = blocks.shape[1] - (n // h - 1)
         frames = torch.cat([blocks[:, i: i + k] for i in range(n // h)], dim=2)  # [1, k, n_fft]
-        cache = torch.cat([cache, self._db(frames)], dim=1)
+        cache = torch.cat([cache, self._mel(frames)], dim=1)
         cache = cache[:, cache.shape[1] - self.n_inner:]
         # edge frames: from the window alone, as the clip form (first sample kept, reflect padding)
         win = full[:, full.shape[1] - c:]
         y = torch.cat([win[:, :1], win[:, 1:] - pe * win[:, :-1]], dim=1)
         y = F.pad(y[:, None], (n // 2, n // 2), mode="reflect")[:, 0]
-        edge = self._db(torch.stack([y[:, h * i: h * i + n] for i in self.edges], dim=1))
+        edge = self._mel(torch.stack([y[:, h * i: h * i + n] for i in self.edges], dim=1))
         left = sum(1 for i in self.edges if i < self.lo)
-        db = torch.cat([edge[:, :left], cache, edge[:, left:]], dim=1).transpose(1, 2)  # [1, n_mels, frames]
-        db = db.reshape(1, cfg.n_mels, cfg.n_frames)  # a static shape: the exported network is planned once
-        mean = db.mean(dim=(1, 2), keepdim=True)
-        std = db.std(dim=(1, 2), keepdim=True)
-        feats = ((db - mean) / (std + 1e-5))[:, None]
+        mel = torch.cat([edge[:, :left], cache, edge[:, left:]], dim=1).transpose(1, 2)  # [1, n_mels, frames]
+        mel = mel.reshape(1, cfg.n_mels, cfg.n_frames)  # a static shape: the exported network is planned once
+        feats = self.fe.standardise(mel)
         if cfg.in_chans > 1:
             feats = feats.expand(-1, cfg.in_chans, -1, -1)
         probs = torch.softmax(self.model.forward_features(feats), dim=-1)

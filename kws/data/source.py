@@ -10,6 +10,10 @@ Specs (combine with `+`, e.g. `synth+gsc12-dev`):
   (`gsc12-dev` is all test under the official rule; `folder:<its path>` re-splits it by speaker)
 - `PART*W`          a sampling weight: each training clip of PART is drawn W times as often as
   a clip of weight 1 (e.g. `synth:400*0.3+gsc12-dev`: real clips outweigh synthetic ones)
+- `say:WORDS`, `say:N:WORDS`   synthetic speech of any comma-separated words (kws.data.custom)
+- `train:PATH`      a folder per word whose every clip is training data (kws.data.custom)
+- `val:PATH`        a folder per word whose every clip is validation data (kws.data.custom)
+- `negatives:PATH`  every audio file under PATH as a training clip of `_unknown_` (kws.data.custom)
 
 Relative paths are taken from the working directory, then from the repository root (so
 `gsc:../shared/data/gsc12-dev` works from anywhere inside the repo).
@@ -42,6 +46,9 @@ SHORTCUTS: dict[str, str] = {
 }
 SYNTH_SIZES = ("default", "tiny")
 SYNTH_PER_WORD = 100  # the contract's default: at least 100 clips per word
+CUSTOM_KINDS = ("say", "train", "val", "negatives")  # parts read by kws.data.custom
+SYNTHETIC_KINDS = ("synth", "say")  # generated speech: no recorded speaker to cross-validate by
+FOLD_KINDS = ("gsc", "folder")  # re-split by speaker under --fold; train:/val:/negatives: keep their split
 # The synthetic set is one fixed data set (seed 0). open_source's `seed` drives sampling (fast
 # subset, silence cuts, random splits); tying it to the generator would rebuild the whole
 # set for every training seed.
@@ -83,13 +90,14 @@ class SourcePart:
 
     @property
     def recorded(self) -> bool:
-        """Real recordings (everything but the synthetic set)."""
-        return self.kind != "synth"
+        """Real recordings (everything but generated speech)."""
+        return self.kind not in SYNTHETIC_KINDS
 
 
 def _is_part_start(text: str) -> bool:
     text = _split_weight(text)[0]
-    return text in SHORTCUTS or text == "synth" or text.startswith(("synth:", "gsc:", "folder:"))
+    return text in SHORTCUTS or text == "synth" or text.startswith(("synth:", "gsc:", "folder:",
+                                                                      *(f"{k}:" for k in CUSTOM_KINDS)))
 
 
 def parse_spec(spec: str) -> list[SourceSpec]:
@@ -109,12 +117,12 @@ def parse_spec(spec: str) -> list[SourceSpec]:
         kind, _, arg = full.partition(":")
         if kind == "synth":
             out.append(SourceSpec("synth", arg or "default", text, weight))
-        elif kind in ("gsc", "folder") and arg:
+        elif kind in ("gsc", "folder", *CUSTOM_KINDS) and arg:
             out.append(SourceSpec(kind, arg, text, weight))
         else:
             raise DataError(
                 f"unknown data source {text!r}; expected synth, synth:tiny, gsc:PATH, folder:PATH, "
-                f"{', '.join(SHORTCUTS)}, or several joined by '+'"
+                f"say:WORDS, train:PATH, val:PATH, negatives:PATH, {', '.join(SHORTCUTS)}, or several joined by '+'"
             )
     return out
 
@@ -154,8 +162,18 @@ def index_spec(part: SourceSpec, root: Path, seed: int) -> SourceIndex:
     if part.kind == "synth":
         folder = _synth_root(part.arg, root)
         return index_layout(folder, "gsc", seed, name=part.text)
+    from kws.data import custom
+
+    if part.kind == "say":
+        return custom.index_say(part.arg, root, seed, name=part.text[:80])
     path = resolve_path(part.arg)
     name = part.text if part.text in SHORTCUTS else f"{part.kind}:{path.name}"
+    if part.kind == "train":
+        return custom.index_train(path, seed, name=name)
+    if part.kind == "val":
+        return custom.index_val(path, seed, name=name)
+    if part.kind == "negatives":
+        return custom.index_negatives(path, name=name)
     return index_layout(path, part.kind, seed, name=name)
 
 
@@ -308,8 +326,8 @@ def open_source(
     "default": kws.data.views.DEFAULT_RULE ("35s" for Speech Commands data, else "auto").
     fast: a stratified 5,000-clip training subset. seed: fast subset, silence cuts and random
     splits. cache_dir: default $KWS_CACHE or <repo>/data_cache. fold: "K/N" re-splits every
-    recorded (non-synthetic) part by speaker for cross-validation (kws.data.folds); synthetic
-    parts keep their own split.
+    recorded `gsc:`/`folder:` part by speaker for cross-validation (kws.data.folds); synthetic
+    parts keep their own split, and so do `train:`, `val:` and `negatives:` parts.
     """
     root = cache_root(cache_dir)
     parts = parse_spec(spec)
@@ -317,7 +335,7 @@ def open_source(
     if fold:
         fold = Fold.parse(fold) if isinstance(fold, str) else fold
         fixed: dict[str, int] = {}  # one speaker, one fold, across corpora
-        indexes = [ix if p.kind == "synth" else apply_fold(ix, fold, seed, fixed) for p, ix in zip(parts, indexes)]
+        indexes = [apply_fold(ix, fold, seed, fixed) if p.kind in FOLD_KINDS else ix for p, ix in zip(parts, indexes)]
     index = concat_indexes(indexes)
     if not any(index.splits.values()):
         raise DataError(f"{spec}: no clips found")

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from kws.data.custom import NEGATIVES, SAY_PER_WORD
 from kws.data.views import DEFAULT_LABELS
 from kws.fsutil import atomic_write_text
 
@@ -36,6 +37,11 @@ class TrainConfig:
     pretrained_file: str | None = None  # ... or from a local .safetensors/.pth file (offline)
     init_from: str | None = None  # start from trained weights (zoo name, run folder, .safetensors); other labels: fresh head
     fold: str = ""  # K/N: speaker-disjoint cross-validation fold of the recorded data (kws.data.folds)
+    # --- your own words (kws.data.custom)
+    synth_words: str = ""  # add synthetic speech of auto (the words of --data) or WORD,WORD (labels: yours + _unknown_)
+    synth_per_word: int = SAY_PER_WORD  # synthetic clips of each of those words
+    negatives: str = "auto"  # other words as _unknown_: synth (synthetic, 140 words), none, auto (synth with synth_words)
+    hard_negatives: str | None = None  # a folder of false detections (live.py --save-detections), trained as _unknown_
     out: str | None = None  # run folder; default <runs_dir>/<model>-<timestamp>
     runs_dir: str = "runs"
     cache_dir: str | None = None  # decoded-clip cache; default $KWS_CACHE or <repo>/data_cache
@@ -117,6 +123,8 @@ class TrainConfig:
             (self.mixup_alpha > 0, "mixup_alpha must be > 0"),
             (self.cache_views >= 1, "cache_views must be >= 1"),
             (self.backbone_lr_scale >= 0, "backbone_lr_scale must be >= 0"),
+            (self.synth_per_word >= 1, "synth_per_word must be >= 1"),
+            (self.negatives in NEGATIVES, f"negatives must be one of {', '.join(NEGATIVES)}, not {self.negatives!r}"),
             (0.0 <= self.distill_weight <= 1.0, "distill_weight is a share in [0, 1]"),
             (self.distill_temperature > 0, "distill_temperature must be > 0"),
             (not (self.freeze_backbone and self.teacher), "teacher and freeze_backbone do not combine: a frozen "
@@ -257,11 +265,19 @@ def resolve(cli: dict[str, Any], yaml_path: str | Path | None = None,
     return TrainConfig(**values)
 
 
+# Settings added after run folders existed, each with a default that reproduces what runs did before
+# it: a config without them is an older run's, not a damaged one.
+LATER_SETTINGS = ("synth_words", "synth_per_word", "negatives", "hard_negatives")
+
+
 def load_run_config(run_dir: str | Path) -> TrainConfig:
     """The config a run was started with. train.py saves every field, so a missing one means the
     file was emptied, cut short or is not a run's: an error, never a silent default."""
     path = Path(run_dir) / CONFIG_FILE
     values = load_yaml(path)
+    if values:  # a run started before a setting existed ran with that setting's default
+        for name in LATER_SETTINGS:
+            values.setdefault(name, TrainConfig.__dataclass_fields__[name].default)
     missing = [f.name for f in dataclasses.fields(TrainConfig) if f.name not in values]
     if missing:
         what = "is empty" if not values else f"lacks {len(missing)} settings ({', '.join(missing[:6])})"

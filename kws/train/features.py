@@ -12,6 +12,10 @@ atomically: a killed build resumes at the view it was on (and the next build swe
 temporary it left, under the folder's lock). The key covers everything the
 numbers depend on (clips, model and its weights, augmentation settings, noise, seed), so a
 run with other settings never reads a stale cache, and runs that share them share it.
+
+A source of several parts (`synth:400+folder:my_words`) is cached part by part, each keyed by
+its clips' content: runs that share a part (cross-validation folds, a retrain with one more
+hard negative, the few-shot benchmark's configurations) compute its views once.
 """
 from __future__ import annotations
 
@@ -36,18 +40,27 @@ AUGMENT_FIELDS = ("augment", "p_shift", "shift_s", "p_noise", "noise_snr_db", "p
                   "time_mask_frames", "freq_masks", "freq_mask_bands")
 
 
+def _batches(waves: np.ndarray, rows: np.ndarray | None):
+    """int16 clips BATCH at a time: all of `waves`, or its `rows` (sorted: sequential reads)."""
+    n = len(waves) if rows is None else len(rows)
+    for i in range(0, n, BATCH):
+        yield np.asarray(waves[i:i + BATCH] if rows is None else waves[rows[i:i + BATCH]])
+
+
 def _digest(model: torch.nn.Module, clips: ClipSet, cfg: TrainConfig, noise: np.ndarray | None,
-            views: int, train: bool) -> str:
+            views: int, train: bool, rows: np.ndarray | None = None) -> str:
     h = hashlib.sha256()
     # The backbone's class and weights, not the model's name: models that differ only in their
     # head (speech_embedding_mlp / _conv) share one cache.
+    named = clips.path is not None and rows is None
     settings = {"format": FORMAT, "backbone": type(model.backbone).__name__, "frontend": model.cfg.frontend.to_dict(),
                 "views": views, "train": train, "seed": cfg.seed,
                 "augment": {k: getattr(cfg, k) for k in AUGMENT_FIELDS} if train else None,
-                "clips": clips.path.name if clips.path is not None else None, "n": len(clips)}
+                "clips": clips.path.name if named else None, "n": len(clips) if rows is None else len(rows)}
     h.update(json.dumps(settings, sort_keys=True, default=list).encode())
-    if clips.path is None:  # an in-memory clip set: its content is its identity
-        h.update(np.ascontiguousarray(clips.waves).tobytes())
+    if not named:  # an in-memory clip set, or a part of one: its content is its identity
+        for b in _batches(clips.waves, rows):
+            h.update(np.ascontiguousarray(b).tobytes())
     for k, v in model.backbone.state_dict().items():
         h.update(k.encode())
         h.update(v.detach().cpu().contiguous().numpy().tobytes())
@@ -60,37 +73,24 @@ def _backbone_runner(model: torch.nn.Module, example: torch.Tensor, device: torc
     """features -> backbone outputs. On the CPU through ONNX Runtime: the frozen backbone's
     forward is the cost of a cache build, and ORT runs the speech embedding 2.7x faster than
     eager PyTorch on one thread (outputs equal to 2e-5 of values up to 70, far below the
-    float16 the cache stores)."""
+    float16 the cache stores; kws.train.ortrun checks it against eager on the first batch)."""
     if device.type != "cpu":
         return lambda f: model.backbone(f).float().cpu().numpy()
-    try:
-        import io
-        import warnings
+    from kws.train.ortrun import cpu_runner
 
-        import onnxruntime as ort
-    except ImportError:
-        return lambda f: model.backbone(f).float().numpy()
-    buf = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # TorchScript exporter notices
-        torch.onnx.export(model.backbone, (example[:2],), buf, input_names=["features"], output_names=["z"],
-                          dynamic_axes={"features": {0: "batch"}, "z": {0: "batch"}}, opset_version=17, dynamo=False)
-    so = ort.SessionOptions()
-    so.intra_op_num_threads, so.inter_op_num_threads = torch.get_num_threads(), 1
-    so.log_severity_level = 3
-    sess = ort.InferenceSession(buf.getvalue(), so, providers=["CPUExecutionProvider"])
-    return lambda f: sess.run(None, {"features": f.contiguous().numpy()})[0]
+    return cpu_runner(model.backbone, example)[0]
 
 
 @torch.no_grad()
-def _compute(model: torch.nn.Module, clips: ClipSet, augmenter: Augmenter | None, device: torch.device,
-             bar: tqdm) -> np.ndarray:
-    """frontend (+ augmentation) + backbone of every clip, float16, in clip order."""
+def _compute(model: torch.nn.Module, clips: ClipSet, rows: np.ndarray | None, augmenter: Augmenter | None,
+             device: torch.device, bar: tqdm) -> np.ndarray:
+    """frontend (+ augmentation) + backbone of every clip (or of `rows`), float16, in clip order."""
     from kws.audio import INT16_SCALE
 
-    out, run = None, None
-    for i in range(0, len(clips), BATCH):
-        x = torch.from_numpy(np.asarray(clips.waves[i:i + BATCH], dtype=np.float32) / np.float32(INT16_SCALE))
+    n = len(clips) if rows is None else len(rows)
+    out, run, i = None, None, 0
+    for batch in _batches(clips.waves, rows):
+        x = torch.from_numpy(batch.astype(np.float32) / np.float32(INT16_SCALE))
         x = x.to(device)
         if augmenter is not None:
             x = augmenter.wave(x)
@@ -100,18 +100,45 @@ def _compute(model: torch.nn.Module, clips: ClipSet, augmenter: Augmenter | None
         run = run or _backbone_runner(model, feats, device)
         z = run(feats).astype(np.float16)
         if out is None:
-            out = np.empty((len(clips), *z.shape[1:]), dtype=np.float16)
+            out = np.empty((n, *z.shape[1:]), dtype=np.float16)
         out[i:i + len(z)] = z
+        i += len(z)
         bar.update(len(z))
     assert out is not None
     return out
 
 
 def cached_views(model: torch.nn.Module, clips: ClipSet, cfg: TrainConfig, noise: np.ndarray | None,
-                 device: torch.device, root: Path, *, train: bool, desc: str) -> list[np.ndarray]:
-    """The backbone outputs of `clips`: cfg.cache_views augmented views (train) or one clean view."""
+                 device: torch.device, root: Path, *, train: bool, desc: str,
+                 parts: np.ndarray | None = None) -> list[np.ndarray]:
+    """The backbone outputs of `clips`: cfg.cache_views augmented views (train) or one clean view.
+
+    parts: the source part of each clip (DataSource.part_of); with more than one part, each
+    part is cached on its own and the views are put together in clip order.
+    """
+    groups = [np.flatnonzero(parts == p) for p in np.unique(parts)] if parts is not None else []
+    if len(groups) <= 1:
+        return _views_of(model, clips, None, cfg, noise, device, root, train=train, desc=desc)
+    pieces = [_views_of(model, clips, rows, cfg, noise, device, root, train=train, desc=f"{desc} part {k + 1}")
+              for k, rows in enumerate(groups)]
+    out = []
+    for v in range(len(pieces[0])):
+        full = np.empty((len(clips), *pieces[0][v].shape[1:]), dtype=np.float16)
+        for rows, piece in zip(groups, pieces):
+            full[rows] = piece[v]
+        out.append(full)
+    return out
+
+
+def _views_of(model: torch.nn.Module, clips: ClipSet, rows: np.ndarray | None, cfg: TrainConfig,
+              noise: np.ndarray | None, device: torch.device, root: Path, *, train: bool, desc: str
+              ) -> list[np.ndarray]:
     views = cfg.cache_views if train and cfg.augment else 1
-    key = _digest(model, clips, cfg, noise, views, train)
+    key = _digest(model, clips, cfg, noise, views, train, rows)
+    # A part's augmentation draws differ from its neighbours' (they would otherwise repeat row
+    # for row) and depend on its content only, so every source holding the part shares them.
+    salt = 0 if rows is None else int(key[:6], 16)
+    n = len(clips) if rows is None else len(rows)
     folder = root / "features" / key
     was_training = model.training
     model.eval()  # BatchNorm statistics and dropout as at inference: the backbone is frozen
@@ -121,29 +148,30 @@ def cached_views(model: torch.nn.Module, clips: ClipSet, cfg: TrainConfig, noise
     try:
         with file_lock(folder / ".lock", what="this feature cache"):
             sweep_temps(temp_files(folder))
-            with tqdm(total=views * len(clips), desc=f"features {desc}", unit="clip", unit_scale=True,
+            with tqdm(total=views * n, desc=f"features {desc}", unit="clip", unit_scale=True,
                       dynamic_ncols=True, disable=not cfg.progress) as bar:
                 for v in range(views):
                     path = folder / f"view-{v}.npy"
                     try:
                         arr = np.load(path, mmap_mode="r")
-                        if arr.shape[0] == len(clips) and arr.dtype == np.float16:
+                        if arr.shape[0] == n and arr.dtype == np.float16:
                             out.append(arr)
-                            bar.update(len(clips))
+                            bar.update(n)
                             continue
                     except (OSError, ValueError):
                         pass  # not built yet (files appear only whole, by rename)
                     aug = None
                     if train and cfg.augment:
-                        aug = Augmenter(cfg, model.frontend, noise, device, seed=cfg.seed * 7_919 + 104_729 * (v + 1))
-                    arr = _compute(model, clips, aug, device, bar)
+                        aug = Augmenter(cfg, model.frontend, noise, device,
+                                        seed=cfg.seed * 7_919 + 104_729 * (v + 1) + salt)
+                    arr = _compute(model, clips, rows, aug, device, bar)
                     with atomic_path(path) as tmp:
                         with open(tmp, "wb") as f:
                             np.save(f, arr)
                     out.append(np.load(path, mmap_mode="r"))
             atomic_write_json(folder / "manifest.json",
-                              {"format": FORMAT, "model": model.cfg.name, "clips": len(clips), "views": views,
-                               "train": train, "shape": list(out[0].shape), "source": clips.name})
+                              {"format": FORMAT, "model": model.cfg.name, "clips": n, "views": views, "train": train,
+                               "shape": list(out[0].shape), "source": clips.name if rows is None else desc})
     finally:
         model.train(was_training)
     return out

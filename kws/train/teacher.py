@@ -61,9 +61,23 @@ class Teacher:
         self.map = label_map(model.labels, student_labels).to(device)
         self.temperature = temperature
         self.name = model.cfg.name
+        # On the CPU the teacher's forward is most of a small student's step: run it in ONNX
+        # Runtime (kws.train.ortrun; used only if it matches eager on a seeded noise batch).
+        self.runtime, self._run = "eager", None
+        if device.type == "cpu":
+            from kws.train.ortrun import cpu_runner
+
+            g = torch.Generator().manual_seed(0)
+            example = 0.1 * torch.randn(4, model.cfg.frontend.clip_samples, generator=g)
+            self._run, self.runtime = cpu_runner(self.model, example)
+
+    def _logits(self, wave: torch.Tensor) -> torch.Tensor:
+        if self._run is None or wave.device.type != "cpu":
+            return self.model(wave)
+        return torch.from_numpy(self._run(wave))
 
     @torch.no_grad()
     def probs(self, wave: torch.Tensor) -> torch.Tensor:
         """The teacher's probabilities at temperature T, on the student's labels."""
-        p = torch.softmax(self.model(wave).float() / self.temperature, dim=-1) @ self.map
+        p = torch.softmax(self._logits(wave).float() / self.temperature, dim=-1) @ self.map
         return p / p.sum(-1, keepdim=True).clamp_min(1e-12)

@@ -27,6 +27,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 import zoo
+from kws.audio import CLIP_SAMPLES
 from kws.data.source import describe_labels
 from kws.fsutil import LockedError, atomic_write_json, file_lock, sweep_temps, temp_files
 from kws.labels import save_labels
@@ -89,6 +90,7 @@ class Engine:
     memory_format: torch.memory_format
     teacher: Teacher | None = None
     cached: bool = False  # the loaders yield cached backbone outputs (freeze_backbone); the net is the head
+    noise: np.ndarray | None = None  # the training noise the augmenter mixes in (and the feature caches use)
 
     def autocast(self):
         if self.amp is None:
@@ -204,7 +206,7 @@ def build_engine(cfg: TrainConfig, env: dist.Env, labels: tuple[str, ...], noise
     augmenter = Augmenter(cfg, model.frontend, noise, env.device, seed=cfg.seed * 1_000_003 + env.rank)
     teacher = Teacher(cfg.teacher, labels, env.device, cfg.distill_temperature) if cfg.teacher else None
     return Engine(cfg, env, model, net, optimizer, scheduler, scaler, augmenter, amp, memory_format,
-                  teacher=teacher, cached=cached)
+                  teacher=teacher, cached=cached, noise=noise)
 
 
 def param_groups(model: zoo.KWSModel, cfg: TrainConfig) -> list[dict[str, Any]]:
@@ -389,26 +391,38 @@ def resume_config(run_dir: Path, overrides: dict[str, Any]) -> TrainConfig:
 
 
 def open_data(cfg: TrainConfig, env: dist.Env):
-    from kws.data import DataError, open_source
+    """(source, train clips, validation clips, training noise). The custom-word options
+    (synth_words, negatives, hard_negatives) add their parts to cfg.data (kws.data.custom)."""
+    from kws.data import DataError, cache_root, open_source
+    from kws.data.custom import default_noise, plan_custom
 
-    def load():
-        src = open_source(cfg.data, labels=cfg.labels, fast=cfg.fast, seed=cfg.seed, cache_dir=cfg.cache_dir,
+    def load(say: bool):
+        plan = plan_custom(cfg.data, cfg.labels, synth_words=cfg.synth_words, synth_per_word=cfg.synth_per_word,
+                           negatives=cfg.negatives, hard_negatives=cfg.hard_negatives, seed=cfg.seed,
+                           cache_dir=cfg.cache_dir)
+        src = open_source(plan.spec, labels=plan.labels, fast=cfg.fast, seed=cfg.seed, cache_dir=cfg.cache_dir,
                           fold=cfg.fold or None)
-        return src, src.split("train"), src.split("validation")
+        noise = src.noise
+        if noise.size < CLIP_SAMPLES:  # no _background_noise_ in the data: the project's own noise
+            noise, what = default_noise(cache_root(cfg.cache_dir))
+            plan = dataclasses.replace(plan, notes=plan.notes + (what,))
+        for note in plan.notes if say else ():
+            print(note, flush=True)
+        return src, src.split("train"), src.split("validation"), noise
 
-    # Rank 0 decodes into the cache first; the others then only memory-map it.
+    # Rank 0 decodes (and generates) into the cache first; the others then only memory-map it.
     if env.main:
-        out = load()
+        out = load(True)
     dist.barrier(env)
     if not env.main:
-        out = load()
-    src, tr, va = out
+        out = load(False)
+    src, tr, va, noise = out
     if len(tr) == 0:
         raise DataError(f"{cfg.data}: the training split is empty")
     if len(va) == 0:
         raise DataError(f"{cfg.data}: the validation split is empty; early stopping and the best "
                         f"checkpoint need validation clips")
-    return src, tr, va
+    return src, tr, va, noise
 
 
 def train(cfg: TrainConfig, resume: str | Path | None = None, stop_after_epochs: int = 0) -> Path:
@@ -451,9 +465,9 @@ def _train(cfg: TrainConfig, env: dist.Env, resume: Path | None, stop_after_epoc
         if isinstance(e, PretrainedFileError):
             raise
         raise ConfigError(str(e)) from None
-    src, train_cs, val_cs = open_data(cfg, env)
+    src, train_cs, val_cs, noise = open_data(cfg, env)
     labels = tuple(src.labels)
-    eng = build_engine(cfg, env, labels, src.noise, load_pretrained=resume is None)
+    eng = build_engine(cfg, env, labels, noise, load_pretrained=resume is None)
 
     run_dir = Path(dist.broadcast_str(env, str(resume if resume else new_run_dir(cfg))))
     state_path = run_dir / STATE_FILE
@@ -494,7 +508,7 @@ def _train(cfg: TrainConfig, env: dist.Env, resume: Path | None, stop_after_epoc
         progress["teacher_sha256"] = eng.teacher.sha256
         if env.main:
             print(f"distilling from {eng.teacher.name} ({eng.teacher.path}): weight {cfg.distill_weight}, "
-                  f"temperature {cfg.distill_temperature}", flush=True)
+                  f"temperature {cfg.distill_temperature}, teacher runs in {eng.teacher.runtime}", flush=True)
 
     workers = cfg.workers if cfg.workers is not None else (4 if env.device.type == "cuda" else 0)
     pin = cfg.pin_memory if cfg.pin_memory is not None else env.device.type == "cuda"
@@ -538,7 +552,7 @@ def _train(cfg: TrainConfig, env: dist.Env, resume: Path | None, stop_after_epoc
         if env.main:
             write_metrics(run_dir / METRICS_FILE, rows)
             plot_curves(rows, run_dir / "curves.png")
-            meta = CheckpointMeta(training_data=cfg.data + (f" (cross-validation fold {cfg.fold})" if cfg.fold else ""),
+            meta = CheckpointMeta(training_data=describe_data(cfg),
                                   label_set=describe_labels(labels), run=run_dir.name, epoch=epoch + 1, val_loss=val_loss,
                                   val_acc=val_acc).to_dict()
             if improved:
@@ -561,6 +575,18 @@ def _train(cfg: TrainConfig, env: dist.Env, resume: Path | None, stop_after_epoc
     return run_dir
 
 
+def describe_data(cfg: TrainConfig) -> str:
+    """The training data in words, for the checkpoint's metadata (model cards)."""
+    extra = [f"synthetic speech of {'its words' if cfg.synth_words == 'auto' else cfg.synth_words} "
+             f"({cfg.synth_per_word} clips each)"] if cfg.synth_words else []
+    if cfg.negatives == "synth" or (cfg.negatives == "auto" and cfg.synth_words):
+        extra.append("synthetic negatives")
+    if cfg.hard_negatives:
+        extra.append(f"hard negatives ({Path(cfg.hard_negatives).name})")
+    return (cfg.data + "".join(f" + {e}" for e in extra)
+            + (f" (cross-validation fold {cfg.fold})" if cfg.fold else ""))
+
+
 def clip_inputs(eng: Engine, src, split: str, cs, train: bool) -> ClipBatches | ViewBatches:
     """What the loop reads for a split: the clips, or with a frozen backbone its cached outputs."""
     if not eng.cached:
@@ -570,9 +596,11 @@ def clip_inputs(eng: Engine, src, split: str, cs, train: bool) -> ClipBatches | 
 
     env, cfg = eng.env, eng.cfg
 
+    parts = src.part_of(split)
+
     def build() -> list[np.ndarray]:
-        return cached_views(eng.model, cs, cfg, src.noise, env.device, cache_root(cfg.cache_dir),
-                            train=train, desc=f"{src.name}/{split}")
+        return cached_views(eng.model, cs, cfg, eng.noise, env.device, cache_root(cfg.cache_dir),
+                            train=train, desc=f"{src.name[:60]}/{split}", parts=parts)
 
     views = build() if env.main else None  # rank 0 computes, the others then read the cache
     dist.barrier(env)

@@ -1,7 +1,7 @@
 """Export a trained model to ONNX (waveform in, probabilities out), check it, optionally int8.
 
 Usage:
-    python export.py REF [-o OUT.onnx] [--features-in] [--int8] [--opset 17] [--clips N]
+    python export.py REF [-o OUT.onnx] [--features-in] [--int8] [--streaming] [--opset 17] [--clips N]
 
 REF is a zoo name (shipped weights in zoo/weights/), a run folder (best/last.safetensors),
 or a .safetensors checkpoint; with --int8 it may also be an fp32 .onnx made by this tool.
@@ -13,11 +13,16 @@ measures them against fp32 and keeps the fastest that holds >= 99 % agreement (o
 fp32 graph, when none is faster). Without -o the files go to the exports/ cache, where
 the ort-* backends find them.
 
+--streaming exports the model's streaming form instead (backends.streaming): audio [1, k * chunk]
+and the state in, probabilities and the new state out, checked against the PyTorch streaming
+module on a long signal; live.py makes and uses it by itself.
+
 Examples:
     python export.py runs/effb0-synth                 # -> exports/efficientnet_b0-<hash>-v1/model.onnx
     python export.py efficientnet_b0 --int8 -o effb0.int8.onnx
     python export.py runs/effb0-synth --features-in -o effb0.features.onnx
     python export.py effb0.onnx --int8 -o effb0.int8.onnx
+    python export.py runs/my_run --streaming          # -> exports/<name>-<hash>-s1/model.stream.onnx
 """
 from __future__ import annotations
 
@@ -36,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--out", type=Path, help="output .onnx (default: the exports/ cache)")
     p.add_argument("--features-in", action="store_true", help="log-mel features in instead of waveforms")
     p.add_argument("--int8", action="store_true", help="also build the measured int8 model (waveform-in)")
+    p.add_argument("--streaming", action="store_true", help="the streaming form: audio chunk + state in, "
+                   "probabilities + new state out")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (>= 17; default 17; needs -o)")
     p.add_argument("--clips", type=int, default=None, help="parity clips (default 64; needs -o)")
     p.add_argument("--json", type=Path, help="write the export/quantization report as JSON")
@@ -69,6 +76,8 @@ def run(args: argparse.Namespace) -> dict:
 
     if args.features_in and args.int8:
         raise ValueError("--int8 builds a waveform-in model; drop --features-in")
+    if args.streaming:
+        return run_streaming(args)
     if (args.opset or args.clips) and not args.out:
         raise ValueError("--opset/--clips make a custom export: name its file with -o")
     is_onnx = Path(args.ref).suffix == ".onnx"
@@ -98,6 +107,27 @@ def run(args: argparse.Namespace) -> dict:
                     checkpoint_meta=meta, source=str(args.ref), clips=get_clips(args.clips or PARITY_CLIPS))
     report["export"] = asdict(r)
     print(f"onnx model: {args.out} ({r.bytes / 1e6:.1f} MB, opset {r.opset}, {r.input_kind} in, {r.seconds:.1f} s)")
+    return report
+
+
+def run_streaming(args: argparse.Namespace) -> dict:
+    from backends.streaming import export_streaming, read_stream_info, resolve_streaming
+
+    if args.features_in or args.int8 or args.clips:
+        raise ValueError("--streaming exports the fp32 streaming graph alone; drop --features-in/--int8/--clips")
+    if args.out is None:
+        out = resolve_streaming(args.ref)
+        report = {"streaming": {"path": str(out)}}
+    else:
+        from zoo import load_model
+
+        model, meta = load_model(args.ref)
+        out = args.out
+        parity = export_streaming(model, out, checkpoint_meta=meta, source=str(args.ref), opset=args.opset)
+        report = {"streaming": {"path": str(out), "parity": asdict(parity) if parity else None}}
+    _, spec = read_stream_info(out)
+    report["streaming"]["spec"] = spec.to_dict()
+    print(f"streaming onnx model: {out} ({spec.form}, chunks of {spec.chunk_samples} samples)")
     return report
 
 

@@ -8,6 +8,7 @@ Usage:
   python live.py --onnx exports/model.onnx --backend ort-cuda
   python live.py --input speech.wav               # replay a file in the app, in real time
   python live.py --input speech.wav --headless    # print the words said in it (as fast as possible)
+  python live.py --weights room.safetensors       # thresholds recalibrated for your room (python -m bench calibrate)
   python live.py --headless --json --device 2     # JSON lines from input device 2, until Ctrl-C
   python live.py --list-devices
   python live.py --weights runs/my_words --save-detections saved/   # Wrong button -> saved/wrong/
@@ -15,6 +16,15 @@ Usage:
 Backend: `--backend` defaults to ort-cpu. A backend you name is used or refused with the
 reason (no silent substitution); only when you did not name one and ort-cpu is unavailable
 does it fall back to torch-cpu, and it says so. `--backend auto` prefers a GPU provider.
+
+Streaming: a model with a streaming form (every zoo model) runs it: the log-mel frames are
+computed once per hop, the speech embedding once per 80 ms, instead of the whole last second
+every hop (realtime.engine). Log-mel models then decide every 48 ms (a multiple of their 16 ms
+frames). `--no-streaming` recomputes the full window every hop, at the hop you ask for.
+
+Thresholds: a model calibrated to a false-accept rate carries one threshold per word in its
+metadata (`python -m bench calibrate`), and those are used; `--threshold` sets one for every
+word instead.
 
 Replay pacing: `--realtime` (the app's default) feeds the file at its own speed, like a
 microphone; `--fast` (the default with --headless) as fast as the model allows, losing nothing.
@@ -48,8 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--threads", type=int, default=1, help="inference threads (default 1: leaves cores to the audio and UI)")
     d = p.add_argument_group("detection")
     defaults = EngineConfig()
-    d.add_argument("--threshold", type=float, default=defaults.threshold,
-                   help=f"smoothed confidence needed to fire, 0-1 (default {defaults.threshold})")
+    d.add_argument("--threshold", type=float, default=None,
+                   help=f"smoothed confidence needed to fire, 0-1, for every word (default: the model's calibrated "
+                        f"per-word thresholds, else {defaults.threshold})")
+    d.add_argument("--no-streaming", action="store_true",
+                   help="recompute the model on the whole last second every hop (the full-window path)")
     d.add_argument("--hop", type=float, default=defaults.hop_s * 1e3, help="ms between decisions (default 50)")
     d.add_argument("--cooldown", type=float, default=defaults.cooldown_s * 1e3,
                    help="ms between two detections (default 500)")
@@ -75,8 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
 def engine_config(args: argparse.Namespace) -> EngineConfig:
     base = EngineConfig()
     targets = tuple(t.strip() for t in args.targets.split(",") if t.strip()) if args.targets else None
-    return dataclasses.replace(base, threshold=args.threshold, hop_s=args.hop / 1e3, cooldown_s=args.cooldown / 1e3,
-                               targets=targets, vad=dataclasses.replace(base.vad, enabled=not args.no_vad))
+    given = args.threshold is not None
+    return dataclasses.replace(base, threshold=args.threshold if given else base.threshold, hop_s=args.hop / 1e3,
+                               cooldown_s=args.cooldown / 1e3, targets=targets, use_model_thresholds=not given,
+                               streaming=not args.no_streaming,
+                               vad=dataclasses.replace(base.vad, enabled=not args.no_vad))
 
 
 def model_ref(args: argparse.Namespace) -> str:
@@ -89,7 +105,7 @@ def model_ref(args: argparse.Namespace) -> str:
 
 def default_predictor(args: argparse.Namespace) -> Predictor:
     return load_predictor(model_ref(args), args.backend or DEFAULT_BACKEND, args.threads,
-                          backend_is_default=args.backend is None,
+                          backend_is_default=args.backend is None, streaming=not args.no_streaming,
                           notify=lambda msg: print(f"note: {msg}", file=sys.stderr, flush=True))
 
 

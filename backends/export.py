@@ -344,6 +344,7 @@ def build_metadata(model: "KWSModel", input_kind: str, opset: int, checkpoint_me
         "accuracy_summary": facts.accuracy_line(),
         "latency": json.dumps(facts.latency),
         "pretrained": facts.pretrained or "none",
+        "thresholds": json.dumps(facts.thresholds),  # calibrated per-word thresholds ({}: none), for live.py
         "checkpoint_meta": json.dumps(meta, default=str)[:20000],
         "source": source or "in-memory model",
         "export_tools": json.dumps(tool_versions()),

@@ -13,7 +13,7 @@ from typing import Mapping
 from kws.frontends import AnyFrontendConfig, config_from_dict
 
 FORMAT = "kws-onnx/1"
-INPUT_KINDS = ("waveform", "features")
+INPUT_KINDS = ("waveform", "features", "stream")  # stream: backends.streaming's chunk + state graph
 FEATURES_TENSOR = "features"  # the frontend -> network boundary inside a waveform-in graph
 REQUIRED = ("labels", "frontend", "input_kind")
 
@@ -23,7 +23,7 @@ class ModelInfo:
     model_name: str
     labels: tuple[str, ...]
     frontend: AnyFrontendConfig
-    input_kind: str  # "waveform" or "features"
+    input_kind: str  # "waveform", "features" or "stream"
     precision: str  # "fp32" or "int8" (an int8 export that fell back to fp32 says "fp32")
     props: dict[str, str] = field(default_factory=dict)  # every metadata_props entry, raw
 

@@ -135,6 +135,10 @@ class OrtBackend(BackendBase):
     def _validate(self) -> ModelInfo:
         props = self.session.get_modelmeta().custom_metadata_map
         info = parse_metadata(props, self.path)
+        if info.input_kind == "stream":
+            raise ModelFileError(f"{self.path}: a streaming export (audio chunk + state in); {self.name} runs the "
+                                 f"full-window graph. live.py runs a model's streaming form by itself; to run this "
+                                 f"file use backends.streaming.open_stream.")
         if info.input_kind != "waveform":
             raise ModelFileError(
                 f"{self.path}: a features-in model (input {self.session.get_inputs()[0].shape}); {self.name} takes "

@@ -7,6 +7,9 @@
     python -m bench report [results/bench/<run-id>.json ...]
     python -m bench gallery [--data SPEC] [--model NAME]   # per class: waveform, spectrum, features
     python -m bench index                         # results/README.md: every results file, from its metadata
+    python -m bench negatives [--hours 2]         # build the keyword-free speech stream (cached, resumable)
+    python -m bench wakeword [--models ...]       # DET curves and FA/h on it: results/wakeword.json
+    python -m bench calibrate --model REF --input room.wav   # per-word thresholds refitted on your recording
 """
 from __future__ import annotations
 
@@ -137,6 +140,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         a = index_parser().parse_args(argv[1:])
         print(f"index: {write_index(a.results)}")
         return 0
+    if argv[:1] == ["calibrate"]:
+        from bench.calibrate import main as calibrate_main
+
+        return calibrate_main(argv[1:])
+    if argv[:1] == ["wakeword"]:
+        from bench.wakeword import main as wakeword_main
+
+        return wakeword_main(argv[1:])
+    if argv[:1] == ["negatives"]:
+        from bench.negatives import main as negatives_main
+
+        return negatives_main(argv[1:])
     if argv[:1] == ["run"]:
         argv = argv[1:]
     a = run_parser().parse_args(argv)

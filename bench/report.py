@@ -743,10 +743,15 @@ def build_report(paths: Sequence[str | Path], out_dir: str | Path = RESULTS) -> 
         p = fn(runs, plots_dir / f"{PLOT_FILES.get(key, key)}.png")
         if p is not None:
             plots[key] = p
-    md = render_markdown(runs, plots, out)
+    from bench.report_wakeword import wakeword_section, write_markdown  # results/wakeword.json, when there is one
+
+    extra, extra_plots = wakeword_section(out, plots_dir, out)
+    if extra:
+        write_markdown(out, extra)
+    md = render_markdown(runs, plots, out, extra)
     md_path = out / REPORT_NAME
     atomic_write_text(md_path, md)
-    return ReportFiles(md_path, tuple(csvs), tuple(p.path for p in plots.values()))
+    return ReportFiles(md_path, tuple(csvs), tuple(p.path for p in plots.values()) + tuple(extra_plots))
 
 
 PLOT_FILES = {"confusion": "confusion_best"}
@@ -759,7 +764,7 @@ def _img(plots: dict[str, Plot], key: str, alt: str, base: Path) -> str:
     return f"![{alt}]({plots[key].path.relative_to(base).as_posix()})\n\n*{plots[key].caption}*\n"
 
 
-def render_markdown(runs: Runs, plots: dict[str, Plot], base: Path) -> str:
+def render_markdown(runs: Runs, plots: dict[str, Plot], base: Path, extra: Sequence[str] = ()) -> str:
     meta = runs.primary
     ds = primary_dataset(runs)
     quick = any(m.get("quick") for m in runs.metadata)
@@ -813,6 +818,7 @@ def render_markdown(runs: Runs, plots: dict[str, Plot], base: Path) -> str:
         L.append("")
     L += ["## Noise robustness", "", md_table(noise_summary(runs), 3), "", _img(plots, "snr", "accuracy vs SNR", base),
           ""]
+    L += list(extra)  # sections from other result files (bench.report_wakeword)
     failed = failures(runs)
     if not failed.empty:
         L += ["## Failures", "", md_table(failed), ""]

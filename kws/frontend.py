@@ -161,6 +161,13 @@ class FactorizedDFT(nn.Module):
         z = z.reshape(-1, R, n_blocks, self.hop // R).transpose(2, 3)  # [B, j, m within a block, block]
         # [B, j, m, frame]: frame f's sample R*m + j (its blocks f .. f+blocks_per_frame-1, in order)
         frames = torch.cat([z[..., i : i + n_frames] for i in range(self.blocks_per_frame)], dim=2)
+        return self.frames_mel(frames, n_frames)
+
+    def frames_mel(self, frames: torch.Tensor, n_frames: int) -> torch.Tensor:
+        """Frames [B, j, m, frame] (frame f's sample R*m + j) -> mel power [B, n_mels, n_frames].
+        Also the streaming frontend's, which frames only the new audio. `n_frames` is passed, not read
+        off the tensor: a traced shape read would add shape ops to the exported graph."""
+        R, n_half = self.radix, self.n_half
         t = torch.matmul(self.basis, frames)  # [B, j, (re/im, r), frame]: no tensor above 4-D, for every provider
         y = torch.matmul(self.butterfly, t.reshape(-1, 2 * R, n_half * n_frames))  # [B, (q, re/im), (r, frame)]
         y = y * y
@@ -211,18 +218,21 @@ class LogMel(nn.Module):
         if x.dim() != 2:
             raise ValueError(f"LogMel expects waveforms [batch, samples], got shape {tuple(x.shape)}")
         with torch.autocast(device_type=x.device.type, enabled=False):
-            mel = self.mel_power(x.float())
-            # Standardised dB, in natural-log units: with db = c*ln (c = 10/ln 10), (db - mean) / (std + eps)
-            # is exactly (ln - mean_ln) / (std_ln + eps/c), one scaling op fewer. An exported graph takes
-            # clip_samples only, so its value count is the config's constant (no shape ops at run time).
-            ln = torch.log(torch.clamp(mel, min=POWER_FLOOR))
-            d = ln - ln.mean(dim=(1, 2), keepdim=True)
-            n = self.cfg.n_mels * self.cfg.n_frames if _tracing() else d.shape[1] * d.shape[2]
-            std = torch.sqrt((d * d).sum(dim=(1, 2), keepdim=True) * (1.0 / (n - 1)))  # unbiased, as torch.std
-            feats = (d / (std + STD_EPS / DB_PER_LN))[:, None]
+            feats = self.standardise(self.mel_power(x.float()))
         if self.cfg.in_chans > 1:
             feats = feats.expand(-1, self.cfg.in_chans, -1, -1)
         return feats
+
+    def standardise(self, mel: torch.Tensor) -> torch.Tensor:
+        """Mel power [B, n_mels, frames] -> standardised log-mel [B, 1, n_mels, frames] (the streaming form's too)."""
+        # Standardised dB, in natural-log units: with db = c*ln (c = 10/ln 10), (db - mean) / (std + eps)
+        # is exactly (ln - mean_ln) / (std_ln + eps/c), one scaling op fewer. An exported graph takes
+        # clip_samples only, so its value count is the config's constant (no shape ops at run time).
+        ln = torch.log(torch.clamp(mel, min=POWER_FLOOR))
+        d = ln - ln.mean(dim=(1, 2), keepdim=True)
+        n = self.cfg.n_mels * self.cfg.n_frames if _tracing() else d.shape[1] * d.shape[2]
+        std = torch.sqrt((d * d).sum(dim=(1, 2), keepdim=True) * (1.0 / (n - 1)))  # unbiased, as torch.std
+        return (d / (std + STD_EPS / DB_PER_LN))[:, None]
 
 
 def _tracing() -> bool:

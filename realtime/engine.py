@@ -20,7 +20,13 @@ Decision rules (documented once, here):
   scores decay towards "nothing said" (one-hot ``_silence_``, or all zeros without it).
 - **EMA.** ``s_t = alpha * p_t + (1 - alpha) * s_{t-1}``, alpha = 0.7 weighs the newest frame
   (a light smoothing that still reacts within one or two hops); s_0 is "nothing said".
-- **Threshold, cooldown, re-arm.** A class fires when its smoothed score is >= threshold,
+- **Streaming.** Given a stream runner (backends.streaming: a model's streaming form), the
+  engine hands it every sample once and asks for the probabilities at each voiced hop's end;
+  it computes only what the new audio adds (frames once, one embedding per 80 ms) and, while
+  the VAD is closed, skips audio no later answer depends on. Without one, the model runs on
+  the last `window_s` of audio at every voiced hop (the full-window path).
+- **Threshold, cooldown, re-arm.** A class fires when its smoothed score is >= its threshold
+  (`word_thresholds`, calibrated per word, else `threshold`),
   at least `cooldown_s` after the previous detection of any class, and (re-arm) if its score
   has dropped below the threshold since it last fired: one word stays inside the 1 s window
   for up to a second, and without re-arming it would fire twice, 500 ms apart.
@@ -33,13 +39,28 @@ import math
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal, Sequence, overload
+from typing import Any, Callable, Literal, Mapping, Protocol, Sequence, overload
 
 import numpy as np
 
 from kws.audio import SAMPLE_RATE, resample
 
 PredictFn = Callable[[np.ndarray], np.ndarray]  # float32 [B, window] -> probabilities [B, N]
+
+
+class StreamModel(Protocol):
+    """What the engine needs of a streaming model (backends.streaming.StreamRunner)."""
+
+    labels: tuple[str, ...]
+    spec: Any  # zoo.streaming.StreamSpec: chunk_samples, hop_multiple, memory_samples
+
+    def feed(self, x: np.ndarray) -> None: ...
+
+    def feed_silence(self, n: int) -> None: ...
+
+    def idle(self, end: int) -> None: ...
+
+    def probs(self, end: int) -> np.ndarray: ...
 LEVEL_FLOOR_DB = -100.0  # level of digital silence; keeps log energies finite
 
 
@@ -78,7 +99,11 @@ class EngineConfig:
     window_s: float = 1.0  # the model's input: the last second (Speech Commands clips are 1 s)
     ring_s: float = 3.0  # audio history kept by the ring buffer
     ema_alpha: float = 0.7  # weight of the newest frame in the exponential moving average
-    threshold: float = 0.6  # smoothed probability needed to fire
+    threshold: float = 0.6  # smoothed probability needed to fire (every word without its own below)
+    word_thresholds: tuple[tuple[str, float], ...] = ()  # (word, threshold) pairs: calibrated per word
+    use_model_thresholds: bool = True  # the live app takes word_thresholds from the model's metadata when it
+    # has them (calibrated to a false-accept rate); False when the user gave one threshold
+    streaming: bool = True  # the live app runs the model's streaming form when it has one
     cooldown_s: float = 0.5  # minimum time between two detections (of any class)
     rearm: bool = True  # a class fires again only after its score fell below the threshold
     targets: tuple[str, ...] | None = None  # classes allowed to fire; None: every word class
@@ -104,6 +129,12 @@ class EngineConfig:
             problems.append(f"ema_alpha={self.ema_alpha} must be in (0, 1]")
         if not 0 < self.threshold <= 1:
             problems.append(f"threshold={self.threshold} must be in (0, 1]")
+        if isinstance(self.word_thresholds, Mapping):
+            object.__setattr__(self, "word_thresholds", tuple(self.word_thresholds.items()))
+        object.__setattr__(self, "word_thresholds", tuple((str(w), float(t)) for w, t in self.word_thresholds))
+        bad = [f"{w}={t}" for w, t in self.word_thresholds if not 0 < t <= 1]
+        if bad:
+            problems.append(f"word thresholds {', '.join(bad)} must be in (0, 1]")
         if self.cooldown_s < 0:
             problems.append(f"cooldown_s={self.cooldown_s} must be >= 0")
         if not self.queue_s >= self.hop_s:
@@ -161,6 +192,18 @@ def trigger_mask(labels: Sequence[str], targets: Sequence[str] | None = None) ->
     if not mask.any():
         raise ValueError(f"no class can trigger a detection (labels: {list(labels)[:8]}...)")
     return mask
+
+
+def class_thresholds(labels: Sequence[str], cfg: EngineConfig) -> np.ndarray:
+    """float64 [N]: each class's threshold, `cfg.threshold` unless `cfg.word_thresholds` names it."""
+    labels = tuple(labels)
+    th = np.full(len(labels), float(cfg.threshold))
+    unknown = [w for w, _ in cfg.word_thresholds if w not in labels]
+    if unknown:
+        raise ValueError(f"word threshold(s) for {unknown}, which are not among the model's labels")
+    for w, t in cfg.word_thresholds:
+        th[labels.index(w)] = t
+    return th
 
 
 def idle_scores(labels: Sequence[str]) -> np.ndarray:
@@ -302,19 +345,23 @@ class Trigger:
     def __init__(self, labels: Sequence[str], cfg: EngineConfig) -> None:
         self.labels = tuple(labels)
         self.mask = trigger_mask(self.labels, cfg.targets)
-        self.threshold = float(cfg.threshold)  # a plain float: the UI thread may set it while running
+        self.thresholds = class_thresholds(self.labels, cfg)  # replaced whole (one store) when the UI sets one
         self.cooldown = cfg.cooldown_samples
         self.rearm = cfg.rearm
         self._armed = np.ones(len(self.labels), dtype=bool)
         self._last_end: int | None = None
 
+    def set_threshold(self, threshold: float) -> None:
+        """One threshold for every class (the user's choice overrides calibrated ones)."""
+        self.thresholds = np.full(len(self.labels), float(threshold))
+
     def update(self, smoothed: np.ndarray, end: int, hop: int) -> Detection | None:
         """Decide on one hop whose newest sample is stream sample `end - 1`."""
-        th = self.threshold
+        th = self.thresholds
         self._armed |= smoothed < th
         k = int(np.argmax(smoothed))
         score = float(smoothed[k])
-        if not self.mask[k] or score < th:
+        if not self.mask[k] or score < th[k]:
             return None
         if self.rearm and not self._armed[k]:
             return None
@@ -333,19 +380,23 @@ class HopFrame:
     end: int  # stream index one past the newest sample
     level_db: float
     floor_db: float
-    voiced: bool
-    window: np.ndarray | None
+    voiced: bool  # the model is needed for this hop
+    window: np.ndarray | None  # the model's input; None when the VAD skips it or a streaming model holds the audio
     t_enter: float | None  # clock time when the newest sample entered the engine
 
 
 class StreamProcessor:
     """The whole decision logic, synchronous and deterministic: feed audio, get decisions."""
 
-    def __init__(self, labels: Sequence[str], cfg: EngineConfig | None = None) -> None:
+    def __init__(self, labels: Sequence[str], cfg: EngineConfig | None = None,
+                 stream: StreamModel | None = None) -> None:
         self.cfg = cfg = cfg or EngineConfig()
         self.labels = tuple(labels)
         if len(self.labels) < 2:
             raise ValueError("a detector needs at least two classes")
+        self.stream = stream
+        if stream is not None:
+            check_stream(stream, self.labels, cfg)
         self.ring = RingBuffer(cfg.ring_samples)
         self.vad = EnergyVAD(cfg.vad, cfg.hop_s)
         self.idle = idle_scores(self.labels)
@@ -378,6 +429,8 @@ class StreamProcessor:
             take = min(x.size - i, self._next_end - self.pos)
             chunk = x[i : i + take]
             self.ring.write(chunk)
+            if self.stream is not None:
+                self.stream.feed(chunk)
             self._energy += float(np.dot(chunk, chunk))
             self.pos += take
             i += take
@@ -389,6 +442,8 @@ class StreamProcessor:
         hop_n = self.cfg.hop_samples
         self.skipped_samples += n
         self.pos += n
+        if self.stream is not None:
+            self.stream.feed_silence(n)  # the stream model's clock stays the engine's
         if self.pos < self._next_end:  # the gap ends inside the current hop: it just has less audio
             return
         lost = (self.pos - self._next_end) // hop_n + 1  # hop ends that fell into the gap
@@ -403,7 +458,7 @@ class StreamProcessor:
         voiced_now = self.vad.update(level)
         self._since_voiced = 0 if voiced_now else self._since_voiced + 1
         voiced = (not self.cfg.vad.enabled) or self._since_voiced < self.cfg.hangover_hops
-        window = self.ring.latest(self.cfg.window_samples) if voiced else None
+        window = self.ring.latest(self.cfg.window_samples) if voiced and self.stream is None else None
         frame = HopFrame(self.hop, self.pos, level, floor, voiced, window, t_enter)
         self.hop += 1
         self._next_end += hop_n
@@ -413,7 +468,7 @@ class StreamProcessor:
     def decide(self, frame: HopFrame, probs: np.ndarray | None, now: float | None = None,
                infer_s: float | None = None) -> Decision:
         """Smooth and threshold one hop. `probs` [N] is the model output (None iff skipped by the VAD)."""
-        if frame.window is None:
+        if not frame.voiced:
             p = None
             smoothed = self.ema.update(self.idle)
         else:
@@ -431,6 +486,37 @@ class StreamProcessor:
             det = dataclasses.replace(det, latency_s=latency)
         return Decision(frame.hop, frame.end / SAMPLE_RATE, frame.level_db, frame.floor_db, frame.voiced,
                         smoothed.copy(), p, det, latency, infer_s)
+
+
+    def infer(self, frame: HopFrame, predict_fn: PredictFn | None) -> np.ndarray:
+        """The model's probabilities [N] for a voiced hop: from the stream model, else predict_fn on its window."""
+        if self.stream is not None:
+            return check_probs(self.stream.probs(frame.end)[None], 1, len(self.labels))[0]
+        if predict_fn is None:
+            raise EngineError("no model: neither a predict function nor a stream model was given")
+        return check_probs(predict_fn(frame.window[None, :]), 1, len(self.labels))[0]
+
+    def skip(self, frame: HopFrame) -> None:
+        """A hop decided without the model (VAD closed): the stream model may skip the audio no later hop needs."""
+        if self.stream is not None:
+            self.stream.idle(frame.end)
+
+
+def check_stream(stream: StreamModel, labels: Sequence[str], cfg: EngineConfig) -> None:
+    """A stream model fits this engine: the same labels, and hops ending where it defines answers."""
+    if tuple(stream.labels) != tuple(labels):
+        raise EngineError("the stream model's labels differ from the engine's")
+    m = int(stream.spec.hop_multiple)
+    if cfg.hop_samples % m:
+        raise EngineError(f"this model's streaming form answers every {m} samples ({m / SAMPLE_RATE * 1e3:g} ms); "
+                          f"the hop of {cfg.hop_samples} samples is not a multiple "
+                          f"(use {stream_hop_s(m, cfg.hop_s):g} s)")
+
+
+def stream_hop_s(hop_multiple: int, hop_s: float) -> float:
+    """The hop nearest to `hop_s` that a streaming form answering every `hop_multiple` samples allows."""
+    n = max(1, round(hop_s * SAMPLE_RATE / hop_multiple)) * hop_multiple
+    return n / SAMPLE_RATE
 
 
 def check_probs(out: Any, batch: int, n_labels: int) -> np.ndarray:
@@ -559,16 +645,17 @@ class DetectionEngine:
     bounded queue of recent decisions.
     """
 
-    def __init__(self, predict_fn: PredictFn, labels: Sequence[str], cfg: EngineConfig | None = None, *,
+    def __init__(self, predict_fn: PredictFn | None, labels: Sequence[str], cfg: EngineConfig | None = None, *,
                  on_decision: Callable[[Decision], None] | None = None,
                  on_detection: Callable[[Detection], None] | None = None,
                  on_error: Callable[[BaseException], None] | None = None,
-                 clock: Callable[[], float] = time.perf_counter) -> None:
+                 clock: Callable[[], float] = time.perf_counter, stream: StreamModel | None = None) -> None:
         self.cfg = cfg or EngineConfig()
         self.labels = tuple(labels)
         self.predict_fn = predict_fn
         self.clock = clock
-        self._proc = StreamProcessor(self.labels, self.cfg)
+        self.stream = stream  # the model's streaming form (the streaming path), or None (full-window path)
+        self._proc = StreamProcessor(self.labels, self.cfg, stream)
         self._audio = BoundedQueue(self.cfg.queue_samples)
         self._out: collections.deque[Decision] = collections.deque()
         self._dets: collections.deque[Detection] = collections.deque()
@@ -635,11 +722,18 @@ class DetectionEngine:
     def set_threshold(self, threshold: float) -> None:
         if not 0 < threshold <= 1:
             raise ValueError(f"threshold must be in (0, 1], got {threshold}")
-        self._proc.trigger.threshold = float(threshold)  # one attribute store: atomic under the GIL
+        self._proc.trigger.set_threshold(threshold)  # one attribute store: atomic under the GIL
 
     @property
     def threshold(self) -> float:
-        return self._proc.trigger.threshold
+        """The threshold of the words (the highest, when they have calibrated ones of their own)."""
+        trig = self._proc.trigger
+        return float(trig.thresholds[trig.mask].max())
+
+    @property
+    def thresholds(self) -> np.ndarray:
+        """float64 [N]: every class's threshold now."""
+        return self._proc.trigger.thresholds.copy()
 
     # -- consumer side
     def poll(self, max_items: int | None = None) -> list[Decision]:
@@ -678,9 +772,13 @@ class DetectionEngine:
         """The recent mic-to-decision latencies in seconds (bounded by cfg.stats_size)."""
         return list(self._lat_inferred if inferred_only else self._lat_all)
 
+    def infer_times(self) -> list[float]:
+        """The recent times spent in the model (predict_fn or the stream model) per decided hop, in seconds."""
+        return list(self._infer)
+
     # -- worker
     def _run(self) -> None:
-        proc, n = self._proc, len(self.labels)
+        proc = self._proc
         shed_after = self.cfg.shed_samples
         try:
             while not self._stop.is_set():
@@ -692,15 +790,17 @@ class DetectionEngine:
                 block, t_enter, start = item
                 for frame in proc.feed(block, t_enter, start):
                     probs = infer = None
-                    if frame.window is not None:
+                    if frame.voiced:
                         if not self._lossless and self._audio.samples > shed_after:
                             # Overload: shed this hop's decision, not audio. Its samples stay in the
-                            # ring, inside the window of the next hop that is decided.
+                            # ring (and the stream model), for the next hop that is decided.
                             self.shed_hops += 1
                             continue
                         t0 = self.clock()
-                        probs = check_probs(self.predict_fn(frame.window[None, :]), 1, n)[0]
+                        probs = proc.infer(frame, self.predict_fn)
                         infer = self.clock() - t0
+                    else:
+                        proc.skip(frame)
                     self._emit(proc.decide(frame, probs, self.clock(), infer))
                     if self._stop.is_set():
                         break
@@ -762,39 +862,82 @@ class ScoreTrace:
     def times_s(self) -> np.ndarray:
         return self.ends / SAMPLE_RATE
 
-    def detections(self, threshold: float | None = None, cfg: EngineConfig | None = None) -> list[Detection]:
-        """Replay the trigger (threshold, cooldown, re-arm, targets) over the stored scores."""
+    def detections(self, threshold: float | None = None, cfg: EngineConfig | None = None, *,
+                   thresholds: Mapping[str, float] | None = None) -> list[Detection]:
+        """Replay the trigger (thresholds, cooldown, re-arm, targets) over the stored scores.
+
+        threshold: one threshold for every word (calibrated ones dropped: a sweep);
+        thresholds: per-word thresholds (the other words keep the config's threshold).
+        """
         cfg = cfg or self.cfg
         if threshold is not None:
-            cfg = dataclasses.replace(cfg, threshold=threshold)
-        trig = Trigger(self.labels, cfg)
-        out = []
-        for h in range(len(self.ends)):
-            det = trig.update(self.smoothed[h], int(self.ends[h]), h)
-            if det is not None:
-                out.append(det)
-        return out
+            cfg = dataclasses.replace(cfg, threshold=threshold, word_thresholds=())
+        if thresholds is not None:
+            cfg = dataclasses.replace(cfg, word_thresholds=tuple(thresholds.items()))
+        return replay_trigger(self.labels, cfg, self.ends, self.smoothed)
+
+
+def replay_trigger(labels: Sequence[str], cfg: EngineConfig, ends: np.ndarray, smoothed: np.ndarray) -> list[Detection]:
+    """What :class:`Trigger` decides hop by hop over `smoothed` [H, N], computed at the hops that can fire.
+
+    A hop can fire only when its arg-max class may trigger and reaches its threshold; every
+    other hop matters only through re-arming (a score below the threshold since the class last
+    fired), which is looked up in the sorted hops where that class was below it. Thousands of
+    times faster than stepping a Trigger over hours of hops, and the same detections
+    (tests/test_streaming_engine.py compares the two on random traces).
+    """
+    labels = tuple(labels)
+    th = class_thresholds(labels, cfg)
+    mask = trigger_mask(labels, cfg.targets)
+    S = np.asarray(smoothed)
+    if S.shape[0] == 0:
+        return []
+    top = S.argmax(axis=1)
+    score = S[np.arange(S.shape[0]), top]
+    cooldown = cfg.cooldown_samples
+    out: list[Detection] = []
+    last_end: int | None = None
+    last_fire: dict[int, int] = {}  # class -> hop of its latest detection
+    below: dict[int, np.ndarray] = {}  # class -> hops where its score is below its threshold
+    for h in np.flatnonzero(mask[top] & (score >= th[top])):
+        c = int(top[h])
+        if cfg.rearm and c in last_fire:
+            if c not in below:
+                below[c] = np.flatnonzero(S[:, c] < th[c])
+            b = below[c]
+            i = int(np.searchsorted(b, last_fire[c], side="right"))
+            if not (i < b.size and b[i] < h):
+                continue  # not re-armed since it last fired
+        end = int(ends[h])
+        if last_end is not None and end - last_end < cooldown:
+            continue
+        last_fire[c], last_end = int(h), end
+        out.append(Detection(labels[c], float(score[h]), end / SAMPLE_RATE, c, int(h)))
+    return out
 
 
 @overload
-def run_offline(predict_fn: PredictFn, labels: Sequence[str], wave: np.ndarray, cfg: EngineConfig | None = ...,
-                *, batch_size: int = ..., trace: Literal[False] = ..., sample_rate: int = ...) -> list[Detection]: ...
+def run_offline(predict_fn: PredictFn | None, labels: Sequence[str], wave: np.ndarray,
+                cfg: EngineConfig | None = ..., *, batch_size: int = ..., trace: Literal[False] = ...,
+                sample_rate: int = ..., stream: StreamModel | None = ...) -> list[Detection]: ...
 
 
 @overload
-def run_offline(predict_fn: PredictFn, labels: Sequence[str], wave: np.ndarray, cfg: EngineConfig | None = ...,
-                *, batch_size: int = ..., trace: Literal[True], sample_rate: int = ...
-                ) -> tuple[list[Detection], ScoreTrace]: ...
+def run_offline(predict_fn: PredictFn | None, labels: Sequence[str], wave: np.ndarray,
+                cfg: EngineConfig | None = ..., *, batch_size: int = ..., trace: Literal[True],
+                sample_rate: int = ..., stream: StreamModel | None = ...) -> tuple[list[Detection], ScoreTrace]: ...
 
 
-def run_offline(predict_fn: PredictFn, labels: Sequence[str], wave: np.ndarray, cfg: EngineConfig | None = None,
-                *, batch_size: int = 32, trace: bool = False, sample_rate: int = SAMPLE_RATE):
+def run_offline(predict_fn: PredictFn | None, labels: Sequence[str], wave: np.ndarray,
+                cfg: EngineConfig | None = None, *, batch_size: int = 32, trace: bool = False,
+                sample_rate: int = SAMPLE_RATE, stream: StreamModel | None = None):
     """Detections on a whole waveform, hop by hop, through the live engine's StreamProcessor.
 
     batch_size groups up to that many hops' windows into one model call (the VAD, EMA and
     trigger still step hop by hop); with a row-independent model the result equals
     batch_size=1 and the live engine. trace=True also returns the per-hop :class:`ScoreTrace`.
-    Memory stays bounded by the batch, whatever the length of `wave`.
+    Memory stays bounded by the batch, whatever the length of `wave`. With `stream` (a stream
+    model, fresh or reset) the streaming path decides instead, hop by hop, as the live engine.
     """
     cfg = cfg or EngineConfig()
     if batch_size < 1:
@@ -802,7 +945,7 @@ def run_offline(predict_fn: PredictFn, labels: Sequence[str], wave: np.ndarray, 
     x = np.asarray(wave, dtype=np.float32).ravel()
     if sample_rate != SAMPLE_RATE:
         x = resample(x, sample_rate, SAMPLE_RATE)
-    proc = StreamProcessor(labels, cfg)
+    proc = StreamProcessor(labels, cfg, stream)
     n = len(proc.labels)
     dets: list[Detection] = []
     ends: list[int] = []
@@ -811,12 +954,19 @@ def run_offline(predict_fn: PredictFn, labels: Sequence[str], wave: np.ndarray, 
     chunk = batch_size * cfg.hop_samples  # one chunk closes at most batch_size hops
     for i in range(0, x.size, chunk):
         frames = proc.feed(x[i : i + chunk])
-        todo = [f for f in frames if f.window is not None]
         probs: dict[int, np.ndarray] = {}
+        todo = [f for f in frames if f.window is not None]
         if todo:
+            if predict_fn is None:
+                raise EngineError("no model: neither a predict function nor a stream model was given")
             out = check_probs(predict_fn(np.stack([f.window for f in todo])), len(todo), n)
             probs = {f.hop: out[j] for j, f in enumerate(todo)}
         for f in frames:
+            if stream is not None:  # in hop order: the stream model answers for the audio up to each hop
+                if f.voiced:
+                    probs[f.hop] = proc.infer(f, None)
+                else:
+                    proc.skip(f)
             d = proc.decide(f, probs.get(f.hop))
             if d.detection is not None:
                 dets.append(d.detection)

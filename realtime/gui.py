@@ -248,11 +248,13 @@ class ClassGrid(QWidget):
         for i, cell in enumerate(self.cells):
             grid.addWidget(cell, i // self.columns, i % self.columns)
 
-    def update_scores(self, scores: np.ndarray, threshold: float) -> None:
+    def update_scores(self, scores: np.ndarray, threshold: float | np.ndarray) -> None:
+        """`threshold`: one for every class, or each class's own (calibrated per word)."""
         top = int(np.argmax(scores))
+        th = np.broadcast_to(np.asarray(threshold, dtype=np.float64), (len(self.cells),))
         for i, cell in enumerate(self.cells):
             v = float(scores[i])
-            cell.set_value(v, i == top and v >= threshold, threshold)
+            cell.set_value(v, i == top and v >= th[i], float(th[i]))
 
     def flash(self, index: int) -> None:
         self.cells[index].flash()
@@ -562,7 +564,7 @@ class LiveWindow(QMainWindow):
         self.statusBar().addPermanentWidget(self.status_drop)
         self.statusBar().addPermanentWidget(self.status_load)
         self.toasts = ToastStack(root)
-        self._threshold_changed(self.slider.value())
+        self._show_threshold(self.slider.value())
 
     # -- state
     def _set_state(self, state: str) -> None:
@@ -588,10 +590,15 @@ class LiveWindow(QMainWindow):
             self.level_text.setText("— dB")
             self.rate_pill.setText("— decisions/s")
 
+    def _show_threshold(self, value: int) -> None:
+        calibrated = self.cfg.use_model_thresholds and self.predictor is not None and bool(self.predictor.thresholds)
+        self.threshold_value.setText("calibrated" if calibrated else f"{value} %")
+
     def _threshold_changed(self, value: int) -> None:
+        """The user moved the slider: one threshold for every word, replacing calibrated ones."""
         th = value / 100.0
-        self.threshold_value.setText(f"{value} %")
-        self.cfg = replace(self.cfg, threshold=th)
+        self.cfg = replace(self.cfg, threshold=th, use_model_thresholds=False, word_thresholds=())
+        self._show_threshold(value)
         if self.session is not None:
             self.session.set_threshold(th)
 
@@ -680,6 +687,7 @@ class LiveWindow(QMainWindow):
         self.grid_placeholder.hide()
         self.grid = ClassGrid(pred.labels)
         self.grid_layout.addWidget(self.grid, 1)
+        self._show_threshold(self.slider.value())
         self.display.idle("Press START")
         self._set_state("ready")
         if self.autostart:
@@ -709,7 +717,8 @@ class LiveWindow(QMainWindow):
 
     def _show_decision(self, d: Decision) -> None:
         if self.grid is not None:
-            self.grid.update_scores(d.smoothed, self.cfg.threshold)
+            th = self.session.engine.thresholds if self.session is not None else self.cfg.threshold
+            self.grid.update_scores(d.smoothed, th)
         self.level.set_level(d.level_db, d.voiced)
         self.level_text.setText(f"{d.level_db:.0f} dB")
 

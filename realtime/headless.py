@@ -46,7 +46,7 @@ def run_headless(session: LiveSession, *, as_json: bool = False, duration_s: flo
     rt = session.source.realtime
     session.start()  # a SourceError (no device, ...) propagates: the caller owns that message
     print(f"listening: {session.source.description}; model {session.predictor.model} "
-          f"on {session.predictor.describe()}", file=err, flush=True)
+          f"on {session.predictor.describe()}; {'; '.join(session.notes)}", file=err, flush=True)
     try:
         while True:
             for det in session.poll_detections():

@@ -11,7 +11,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from realtime.engine import PredictFn
+from realtime.engine import PredictFn, StreamModel
 
 DEFAULT_BACKEND = "ort-cpu"
 # "auto" prefers a GPU provider, then the portable CPU backends.
@@ -33,6 +33,11 @@ class Predictor:
     device: str  # "cpu", "cuda:0", ...
     model: str  # model name or file
     precision: str | None = None  # what the graph computes in ("int8", or "fp32" when int8 fell back)
+    # a fresh stream model (the model's streaming form on the same backend) per call; None: full window only
+    open_stream: Callable[[], StreamModel] | None = None
+    stream_note: str = ""  # why there is no streaming form, when there is none
+    thresholds: dict[str, float] | None = None  # calibrated per-word thresholds from the model's metadata
+    thresholds_note: str = ""  # what they were calibrated for
 
     def describe(self) -> str:
         prov = self.providers[0] if self.providers else "?"
@@ -66,7 +71,7 @@ def _log_stderr(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def _open(backend: str, model: str, threads: int) -> Predictor:
+def _open(backend: str, model: str, threads: int, streaming: bool = True) -> Predictor:
     be_mod = _backends()
     # ORT backends report exports (first use of a checkpoint); stdout carries the detections
     opts = {"log": _log_stderr} if backend.startswith("ort-") else {}
@@ -79,16 +84,59 @@ def _open(backend: str, model: str, threads: int) -> Predictor:
 
     providers = tuple(getattr(be, "providers", ()) or ())
     precision = getattr(getattr(be, "info", None), "precision", None)  # ORT backends read it from the file
+    thresholds, th_note = _thresholds(be, model)
+    open_stream, note = _stream_factory(model, backend, threads) if streaming else (None, "streaming off")
     return Predictor(predict, tuple(be.labels), getattr(be, "name", backend), providers,
-                     str(getattr(be, "device", "cpu")), str(getattr(be, "model_name", model)), precision)
+                     str(getattr(be, "device", "cpu")), str(getattr(be, "model_name", model)), precision,
+                     open_stream, note, thresholds, th_note)
+
+
+def _thresholds(be: Any, model: str) -> tuple[dict[str, float] | None, str]:
+    """The calibrated per-word thresholds a backend's model carries (checkpoint meta or ONNX metadata)."""
+    import json
+
+    from zoo.meta import CheckpointMeta
+
+    try:
+        if getattr(be, "meta", None) is not None:  # torch backends: the checkpoint's meta
+            meta = CheckpointMeta.from_dict(be.meta)
+        else:  # ORT backends: the export copied it into the metadata
+            props = getattr(getattr(be, "info", None), "props", {}) or {}
+            meta = CheckpointMeta(thresholds=json.loads(props.get("thresholds", "{}")) or {})
+        values = meta.word_thresholds()
+    except (ValueError, TypeError) as e:
+        raise ModelLoadError(f"{model}: its calibrated thresholds are unreadable ({e}); recalibrate it with "
+                             f"`python -m bench calibrate --model {model} --input ROOM.wav`") from None
+    return (values or None), meta.thresholds_line()
+
+
+def _stream_factory(model: str, backend: str, threads: int) -> tuple[Callable[[], StreamModel] | None, str]:
+    """A factory of fresh stream models on `backend`, built (exported on first use) now; or None and why."""
+    try:
+        from backends.streaming import NoStreamingForm, StreamRunner, stream_step
+    except ImportError as e:
+        return None, f"streaming unavailable ({e})"
+    if backend == "ort-int8":
+        return None, "ort-int8 runs the full-window int8 graph (there is no int8 streaming graph)"
+    if str(model).lower().endswith(".onnx"):
+        return None, "an ONNX file carries only its own graph: the streaming form is exported from a checkpoint"
+    try:
+        step, spec, labels, name = stream_step(model, backend, threads, log=_log_stderr)
+    except NoStreamingForm as e:
+        return None, str(e)
+    except Exception as e:  # the full-window path still works: say why streaming does not
+        return None, f"streaming form unavailable: {type(e).__name__}: {str(e)[:200]}"
+    return (lambda: StreamRunner(step, spec, labels, name)), ""
 
 
 def load_predictor(model: str, backend: str = DEFAULT_BACKEND, threads: int = 1, *,
-                   backend_is_default: bool = False, notify: Callable[[str], None] | None = None) -> Predictor:
+                   backend_is_default: bool = False, notify: Callable[[str], None] | None = None,
+                   streaming: bool = True) -> Predictor:
     """Open `model` (zoo name, run folder, .safetensors or .onnx) with `backend`.
 
     An unavailable backend the user asked for is an error (explicit beats clever); only when
-    the backend was the default do we fall back, and `notify` says so.
+    the backend was the default do we fall back, and `notify` says so. `streaming`: also build
+    the model's streaming form on the same backend (exported on first use), when it has one.
     """
     be_mod = _backends()
     unavailable = getattr(be_mod, "BackendUnavailable", RuntimeError)
@@ -111,7 +159,7 @@ def load_predictor(model: str, backend: str = DEFAULT_BACKEND, threads: int = 1,
     first_reason = ""
     for i, name in enumerate(candidates):
         try:
-            pred = _open(name, model, threads)
+            pred = _open(name, model, threads, streaming)
         except unavailable as e:
             first_reason = first_reason or f"backend {name!r} is unavailable: {e}"
             if i + 1 < len(candidates):

@@ -1,12 +1,43 @@
 """A running detector: one source feeding one engine. Shared by the headless CLI and the GUI."""
 from __future__ import annotations
 
+import dataclasses
 import threading
 from typing import Callable
 
-from realtime.engine import Decision, Detection, DetectionEngine, EngineConfig, EngineStats
+from kws.audio import SAMPLE_RATE
+from realtime.engine import (Decision, Detection, DetectionEngine, EngineConfig, EngineStats, StreamModel,
+                             stream_hop_s)
 from realtime.predictor import Predictor
 from realtime.sources import Source, SourceError
+
+
+def live_config(cfg: EngineConfig, predictor: Predictor) -> tuple[EngineConfig, StreamModel | None, list[str]]:
+    """The settings a session runs with: the model's calibrated thresholds (unless the user set one),
+    its streaming form (unless turned off) at a hop it allows; and a note on each choice."""
+    notes = []
+    if cfg.use_model_thresholds and not cfg.word_thresholds and predictor.thresholds:
+        words = {w: t for w, t in predictor.thresholds.items() if w in predictor.labels}
+        cfg = dataclasses.replace(cfg, word_thresholds=tuple(sorted(words.items())))
+        notes.append(f"thresholds: {predictor.thresholds_note}")
+    else:
+        notes.append(f"threshold: {cfg.threshold:g} for every word"
+                     + ("" if cfg.use_model_thresholds or not predictor.thresholds else " (--threshold given)"))
+    stream = None
+    if cfg.streaming and predictor.open_stream is not None:
+        stream = predictor.open_stream()
+        m = int(stream.spec.hop_multiple)
+        if cfg.hop_samples % m:
+            hop = stream_hop_s(m, cfg.hop_s)
+            notes.append(f"streaming path: hop {hop * 1e3:g} ms (this model's streaming form answers every "
+                         f"{m / SAMPLE_RATE * 1e3:g} ms)")
+            cfg = dataclasses.replace(cfg, hop_s=hop)
+        else:
+            notes.append("streaming path")
+    else:
+        why = "turned off" if not cfg.streaming else (predictor.stream_note or "no streaming form")
+        notes.append(f"full-window path ({why})")
+    return cfg, stream, notes
 
 
 class LiveSession:
@@ -21,8 +52,9 @@ class LiveSession:
                  on_decision: Callable[[Decision], None] | None = None) -> None:
         self.predictor = predictor
         self.source = source
+        cfg, stream, self.notes = live_config(cfg or EngineConfig(), predictor)
         self.engine = DetectionEngine(predictor.predict, predictor.labels, cfg, on_detection=on_detection,
-                                      on_decision=on_decision)
+                                      on_decision=on_decision, stream=stream)
         self._source_done = threading.Event()
         self._started = False
 

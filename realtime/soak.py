@@ -101,6 +101,7 @@ def soak(model: str, backend: str, minutes: float, speed: float, *, vad: bool = 
         cfg = EngineConfig(hop_s=hop_s, vad=VADConfig(enabled=vad))
         source = ReplaySource(audio, realtime=True, speed=speed, block_s=hop_s)
         session = LiveSession(pred, source, cfg)
+        hop_s = session.engine.cfg.hop_s  # the streaming path decides on whole frames: its hop may differ
         proc = psutil.Process()
         samples: list[dict[str, float]] = []
         polled = 0

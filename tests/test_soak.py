@@ -13,7 +13,8 @@ def test_one_minute_soak_keeps_memory_flat_and_counts_every_hop(tmp_path, monkey
     row = soak("dscnn", "ort-cpu", minutes=0.5, speed=2.0, sample_s=1.0, warmup_s=5.0, workdir=tmp_path)
     assert row["finished"] and row["error"] is None, row
     assert row["audio_s"] == pytest.approx(60.0) and len(row["samples"]) >= 20
-    assert row["hops_accounted"] == row["hops"] == 1200  # decided + shed + skipped: drops are counted
+    # decided + shed + skipped: drops are counted; the streaming path decides every 48 ms (whole 16 ms frames)
+    assert row["hop_ms"] == pytest.approx(48.0) and row["hops_accounted"] == row["hops"] == 1250
     assert row["decisions"] > 0 and row["inferred"] == row["decisions"]  # VAD off: the model on every hop
     assert row["rss_growth_pct"] <= MAX_GROWTH_PCT and row["flat"], {k: v for k, v in row.items() if k != "samples"}
 

@@ -2,8 +2,9 @@
 
 The trainer writes a run's facts (data, label set, epoch, validation figures); shipping adds
 the recipe, the cross-validated real-speech accuracy, the latency and the licence of any
-pretrained part (the model card); export copies the same dict into the ONNX metadata. Keys
-written by older versions (`data`, `train_data`, `training`) are read as their new names.
+pretrained part (the model card); calibration (`python -m bench calibrate`) adds per-word
+detection thresholds; export copies the same dict into the ONNX metadata. Keys written by
+older versions (`data`, `train_data`, `training`) are read as their new names.
 """
 from __future__ import annotations
 
@@ -28,6 +29,9 @@ class CheckpointMeta:
     latency: dict[str, Any] = field(default_factory=dict)  # measured inference latency, with the machine
     pretrained: str = ""  # licence and source of any pretrained part
     source_checkpoint: str = ""
+    # per-word detection thresholds calibrated to a false-accept rate: {"values": {word: threshold},
+    # "target_fa_per_hour", "negative_hours", "fitted_on", "method", "engine", ...} (bench.calibrate)
+    thresholds: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in dataclasses.asdict(self).items() if v not in ("", None, {})}
@@ -43,9 +47,27 @@ class CheckpointMeta:
                 out[k] = v
         if not isinstance(out.get("accuracy", {}), dict):
             out.pop("accuracy")
-        if not isinstance(out.get("latency", {}), dict):
-            out.pop("latency")
+        for key in ("latency", "thresholds"):
+            if not isinstance(out.get(key, {}), dict):
+                out.pop(key)
         return cls(**out)
+
+    def word_thresholds(self) -> dict[str, float]:
+        """The calibrated per-word thresholds ({} when none); ValueError when they are malformed."""
+        values = (self.thresholds or {}).get("values", {})
+        if not isinstance(values, dict) or not all(
+                isinstance(w, str) and w and isinstance(t, (int, float)) and not isinstance(t, bool) and 0 < t <= 1
+                for w, t in values.items()):
+            raise ValueError("calibrated thresholds must map words to numbers in (0, 1]")
+        return {w: float(t) for w, t in values.items()}
+
+    def thresholds_line(self) -> str:
+        """One line for logs: what the calibrated thresholds are for, or that there are none."""
+        t = self.thresholds or {}
+        if not t.get("values"):
+            return "no calibrated thresholds"
+        return (f"per-word thresholds for {t.get('target_fa_per_hour', '?')} false accepts/h, fitted on "
+                f"{t.get('negative_hours', '?')} h ({t.get('fitted_on', '?')})")
 
     def accuracy_line(self) -> str:
         """One line for logs and reports: the headline real-speech figure, or what is missing."""

@@ -1,0 +1,175 @@
+"""Per-word thresholds (issue 11): the trigger, its fast replay, calibration to a false-accept rate, and the
+way they travel (checkpoint metadata -> ONNX metadata -> the live app, `--threshold` overriding them)."""
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from bench.calibrate import combine, fit_thresholds, peaks
+from kws.audio import SAMPLE_RATE
+from realtime.engine import EngineConfig, ScoreTrace, Trigger, replay_trigger
+from zoo.meta import CheckpointMeta
+
+LABELS = ("_silence_", "yes", "no", "up", "stop")
+
+
+def stepped(labels, cfg, ends, smoothed):
+    """The reference: the live Trigger, hop by hop."""
+    trig = Trigger(labels, cfg)
+    return [d for h in range(len(ends)) if (d := trig.update(smoothed[h], int(ends[h]), h)) is not None]
+
+
+def random_trace(rng: np.random.Generator, hops: int = 3000) -> np.ndarray:
+    """Smoothed-looking scores: slow random walks through a softmax, so words rise and fall over hops."""
+    walk = np.cumsum(rng.standard_normal((hops, len(LABELS))) * 0.6, axis=0)
+    walk -= walk.mean(axis=0)
+    z = np.exp(np.clip(walk, -30, 30))
+    return (z / z.sum(1, keepdims=True)).astype(np.float32)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_fast_replay_equals_the_live_trigger(seed):
+    rng = np.random.default_rng(seed)
+    S = random_trace(rng)
+    ends = (np.arange(len(S)) + 1) * 800
+    for cfg in [EngineConfig(), EngineConfig(threshold=0.4, cooldown_s=0.0),
+                EngineConfig(threshold=0.5, rearm=False, cooldown_s=0.2),
+                EngineConfig(threshold=0.45, targets=("yes", "stop"), cooldown_s=1.0),
+                EngineConfig(threshold=0.7, word_thresholds=(("no", 0.35), ("up", 0.9)))]:
+        ref = stepped(LABELS, cfg, ends, S)
+        got = replay_trigger(LABELS, cfg, ends, S)
+        assert len(ref) > 0 and [(d.label, d.hop, d.confidence) for d in got] == \
+            [(d.label, d.hop, d.confidence) for d in ref]
+
+
+def test_a_word_fires_at_its_own_threshold():
+    cfg = EngineConfig(threshold=0.9, word_thresholds={"no": 0.5})  # a mapping is accepted too
+    assert cfg.word_thresholds == (("no", 0.5),)
+    trig = Trigger(LABELS, cfg)
+    s = np.array([0.1, 0.0, 0.6, 0.2, 0.1], np.float32)
+    assert trig.update(s, 800, 0).label == "no"
+    assert Trigger(LABELS, dataclasses.replace(cfg, word_thresholds=())).update(s, 800, 0) is None
+    trig.set_threshold(0.95)  # the UI's slider: one threshold for every word again
+    assert trig.thresholds.tolist() == [0.95] * 5
+    with pytest.raises(ValueError, match="not among the model's labels"):
+        Trigger(LABELS, EngineConfig(word_thresholds={"left": 0.5}))
+    with pytest.raises(ValueError, match="word thresholds"):
+        EngineConfig(word_thresholds={"no": 1.5})
+
+
+def trace_with_peaks(word_peaks: dict[str, list[float]], hops_between: int = 40) -> ScoreTrace:
+    """A keyword-free trace whose only excursions are the given peaks (each a short bump of that word)."""
+    rows = []
+    for w, ps in word_peaks.items():
+        c = LABELS.index(w)
+        for p in ps:
+            for a in (0.5, 1.0, 0.5):
+                v = np.full(len(LABELS), 0.02, np.float32)
+                v[c] = max(0.0, p * a)
+                v[0] = 1 - v.sum() + v[0]
+                rows.append(v)
+            rows += [np.eye(len(LABELS), dtype=np.float32)[0]] * hops_between
+    S = np.stack(rows)
+    return ScoreTrace(LABELS, EngineConfig(), (np.arange(len(S)) + 1) * 800, S, np.ones(len(S), bool))
+
+
+def test_calibration_follows_each_words_false_accepts():
+    rng = np.random.default_rng(0)
+    trace = trace_with_peaks({"yes": list(rng.uniform(0.4, 0.97, 40)), "no": [0.55, 0.6],
+                              "up": list(rng.uniform(0.35, 0.8, 12))})
+    assert peaks(trace, "no").tolist() == pytest.approx([0.6, 0.55], abs=1e-6)
+    hours = 1.0
+    cal = fit_thresholds(trace, hours, 0.5)
+    th = cal.values
+    assert set(th) == {"yes", "no", "up", "stop"}
+    assert th["yes"] > 0.97 and th["up"] > 0.8  # above everything seen: the budget is 0.05 per word-hour
+    assert th["no"] > 0.6 and th["stop"] >= 0.5 and th["stop"] < th["yes"]  # few peaks: a lower bar, not below them
+    assert cal.words["yes"].how == "tail" and cal.words["no"].how.startswith("pooled")
+    assert cal.false_accepts == len(trace.detections(thresholds=th)) == 0
+    # a higher target allows lower thresholds; counting takes over once the budget holds whole false accepts
+    loose = fit_thresholds(trace, hours, 40.0)
+    assert all(loose.values[w] <= th[w] for w in th) and loose.words["yes"].how == "count"
+    assert loose.false_accepts <= 40
+    meta = cal.to_meta()
+    assert CheckpointMeta.from_dict({"thresholds": meta}).word_thresholds() == pytest.approx(th, abs=1e-6)
+    assert combine({"yes": 0.9, "no": 0.99}, {"yes": 0.95, "no": 0.7}, replace=False) == {"yes": 0.95, "no": 0.99}
+    assert combine({"yes": 0.9}, {"yes": 0.5}, replace=True) == {"yes": 0.5}
+
+
+def test_malformed_thresholds_are_refused():
+    for bad in [{"values": {"yes": 2}}, {"values": {"yes": "high"}}, {"values": [0.5]}]:
+        with pytest.raises(ValueError, match="calibrated thresholds"):
+            CheckpointMeta.from_dict({"thresholds": bad}).word_thresholds()
+    assert CheckpointMeta.from_dict({"thresholds": "nonsense"}).thresholds == {}  # not a dict: dropped, like accuracy
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread, as the live app runs: small convolutions on a shared machine spin with more."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_calibrate_command_writes_a_copy_that_live_uses(tmp_path, capsys, one_thread):
+    """A recording -> `python -m bench calibrate` -> a calibrated checkpoint -> live.py's per-word thresholds
+    (from the checkpoint on torch-cpu, from the ONNX metadata the export copied on ort-cpu); --threshold overrides."""
+    import torch
+
+    import live
+    import zoo
+    from bench.__main__ import main as bench_main
+    from realtime.predictor import load_predictor
+    from realtime.session import LiveSession, live_config
+    from realtime.sources import ReplaySource
+
+    torch.manual_seed(0)
+    ckpt = zoo.save_checkpoint(zoo.create_model("dscnn").eval(), tmp_path / "model.safetensors", {"run": "x"})
+    rng = np.random.default_rng(0)
+    room = (rng.standard_normal(20 * SAMPLE_RATE) * 0.02).astype(np.float32)  # 20 s of a noisy room
+    sf.write(tmp_path / "room.wav", room, SAMPLE_RATE)
+    out = tmp_path / "calibrated.safetensors"
+    assert bench_main(["calibrate", "--model", str(ckpt), "--input", str(tmp_path / "room.wav"), "--out", str(out),
+                       "--target", "0.5", "--backend", "torch-cpu"]) == 0
+    printed = capsys.readouterr().out
+    assert "calibrated model:" in printed and "false accepts with these thresholds" in printed
+    meta = CheckpointMeta.from_dict(zoo.read_header(out)[1])
+    values = meta.word_thresholds()
+    assert len(values) == 35 and all(0.5 <= t <= 0.9999 for t in values.values())
+    assert meta.thresholds["target_fa_per_hour"] == 0.5 and "room.wav" in meta.thresholds["fitted_on"]
+    torch.testing.assert_close(zoo.load_model(out)[0].state_dict(), zoo.load_model(ckpt)[0].state_dict())
+    for backend in ("torch-cpu", "ort-cpu"):
+        pred = load_predictor(str(out), backend, 1, streaming=False)
+        assert pred.thresholds == pytest.approx(values, abs=1e-6), backend
+        cfg, _, notes = live_config(EngineConfig(), pred)
+        assert dict(cfg.word_thresholds) == pytest.approx(values, abs=1e-6) and "0.5 false accepts/h" in notes[0]
+        session = LiveSession(pred, ReplaySource(wave=room[:SAMPLE_RATE], realtime=False, name="t"), EngineConfig())
+        assert session.engine.thresholds[list(pred.labels).index("yes")] == pytest.approx(values["yes"], abs=1e-6)
+    # live.py: the calibrated thresholds by default, one threshold for every word with --threshold
+    args = live.build_parser().parse_args(["--weights", str(out)])
+    assert live.engine_config(args).use_model_thresholds
+    args = live.build_parser().parse_args(["--weights", str(out), "--threshold", "0.7"])
+    cfg, _, notes = live_config(live.engine_config(args), pred)
+    assert cfg.word_thresholds == () and cfg.threshold == 0.7 and "--threshold given" in notes[0]
+    # a recording can only raise thresholds: recalibrating on it again keeps them
+    again = tmp_path / "again.safetensors"
+    assert bench_main(["calibrate", "--model", str(out), "--input", str(tmp_path / "room.wav"), "--out",
+                       str(again), "--backend", "torch-cpu"]) == 0
+    assert all(t >= values[w] - 1e-9 for w, t in CheckpointMeta.from_dict(zoo.read_header(again)[1])
+               .word_thresholds().items())
+    assert json.loads(json.dumps(meta.thresholds))  # plain JSON all the way
+
+
+def test_a_bad_recording_is_a_message(tmp_path, capsys):
+    from bench.__main__ import main as bench_main
+
+    (tmp_path / "room.wav").write_bytes(b"not audio")
+    assert bench_main(["calibrate", "--model", "dscnn", "--input", str(tmp_path / "room.wav")]) == 2
+    assert "room.wav" in capsys.readouterr().err

@@ -298,7 +298,7 @@ def held_out(weights: Sequence[str], out: Path, command: str) -> Path:
         trained_on = CheckpointMeta.from_dict(meta).training_data or "?"
         saw_real = any(s in trained_on for s in ("gsc12-dev", "fsdd", "gsc-v1", "folder:", "gsc:"))
         if heard_held_out_speakers(trained_on):
-            print(f"{ref}: trained on every gsc12-dev speaker ({trained_on}), the held-out ones included: "
+            print(f"{ref}: its training data ({trained_on}) holds gsc12-dev speakers of the held-out split: "
                   f"no held-out figure (its recipe's cross-validation gives the comparable one)", flush=True)
             continue
         row = {"weights": str(ref), "model": model.cfg.name, "trained_on": trained_on, "saw_real_clips": saw_real,

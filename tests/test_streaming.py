@@ -224,3 +224,11 @@ def test_a_streaming_file_is_refused_by_the_full_window_backend(tmp_path):
     export_streaming(zoo.create_model("dscnn").eval(), path, source="test", log=None, parity=False)
     with pytest.raises(ModelFileError, match="a streaming export"):
         OrtCPUBackend(path, log=None)
+
+
+def test_stream_parity_counts_float_ties_as_agreement():
+    from backends.streaming import top1_agreement
+
+    ref = np.array([[0.5, 0.5 - 4e-8, 0.0], [0.7, 0.2, 0.1]])
+    assert top1_agreement(ref, np.array([[0.5 - 4e-8, 0.5, 0.0], [0.7, 0.2, 0.1]])) == 1.0  # a tie either way
+    assert top1_agreement(ref, np.array([[0.5, 0.5, 0.0], [0.2, 0.7, 0.1]])) == 0.5  # a real flip

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import hashlib
 import io
 import json
 import os
@@ -30,7 +29,7 @@ from backends.base import ModelFileError
 from backends.clips import REPO, Clips, get_clips
 from backends.meta import FEATURES_TENSOR, FORMAT, read_onnx_info
 from backends.optimize import optimize
-from kws.fsutil import atomic_path, atomic_write_json, file_lock, sweep_temps, temp_files
+from kws.fsutil import atomic_path, atomic_write_json, file_lock, sha256_of, sweep_temps, temp_files
 
 if TYPE_CHECKING:
     import onnx
@@ -61,6 +60,18 @@ class Parity:
                 f"max |dprob| {self.max_abs_diff:.2e} ({self.clips})")
 
 
+TIE = 1e-6  # probabilities this close are a tie: float rounding may order them either way
+
+
+def top1_agreement(ref: np.ndarray, got: np.ndarray, tie: float = TIE) -> float:
+    """Share of rows whose top-1 matches, counting a row as agreeing when `got`'s pick scores within
+    `tie` of the reference's best (an untrained model's near-uniform outputs are all ties).
+    The streaming export's gate uses it; the full-window gate still counts exact argmax matches."""
+    pick = got.argmax(1)
+    rows = np.arange(len(ref))
+    return float((ref[rows, ref.argmax(1)] - ref[rows, pick] <= tie).mean())
+
+
 @dataclass(frozen=True)
 class ExportReport:
     path: str
@@ -74,14 +85,6 @@ class ExportReport:
 def exports_dir() -> Path:
     """Where cached exports live: $KWS_EXPORTS, else <repo>/exports (git-ignored)."""
     return Path(os.environ.get("KWS_EXPORTS", REPO / "exports"))
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def tool_versions() -> dict[str, str]:
@@ -469,7 +472,7 @@ def resolve_onnx(ref: str | Path, precision: str = "fp32", features_in: bool = F
         info = read_onnx_info(p)
         if precision == "fp32" or info.precision == "int8" or "quantization" in info.props:
             return p
-        out = exports_dir() / f"{p.stem}-{file_sha256(p)[:16]}-v{EXPORT_VERSION}" / "model.int8.onnx"
+        out = exports_dir() / f"{p.stem}-{sha256_of(p)[:16]}-v{EXPORT_VERSION}" / "model.int8.onnx"
         if _cached(out):
             return out
         with _entry_lock(out.parent):
@@ -479,7 +482,7 @@ def resolve_onnx(ref: str | Path, precision: str = "fp32", features_in: bool = F
     weights = resolve_weights(ref)
     if weights.suffix == ".onnx":
         return resolve_onnx(weights, precision, features_in, log)
-    folder = exports_dir() / f"{_model_name(weights)}-{file_sha256(weights)[:16]}-v{EXPORT_VERSION}"
+    folder = exports_dir() / f"{_model_name(weights)}-{sha256_of(weights)[:16]}-v{EXPORT_VERSION}"
     fp32 = folder / ("model.features.onnx" if features_in else "model.onnx")
     if not _cached(fp32):
         with _entry_lock(folder):

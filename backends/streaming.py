@@ -293,17 +293,6 @@ class StreamParity:
                 f"top-1 agreement {self.top1_agreement:.2%}, max |dprob| {self.max_abs_diff:.2e}")
 
 
-TIE = 1e-6  # probabilities this close are a tie: float rounding may order them either way
-
-
-def top1_agreement(ref: np.ndarray, got: np.ndarray, tie: float = TIE) -> float:
-    """Share of rows whose top-1 matches, counting a row as agreeing when `got`'s pick scores within
-    `tie` of the reference's best (an untrained model's near-uniform outputs are all ties)."""
-    pick = got.argmax(1)
-    rows = np.arange(len(ref))
-    return float((ref[rows, ref.argmax(1)] - ref[rows, pick] <= tie).mean())
-
-
 def export_streaming(model: "KWSModel", path: str | Path, *, checkpoint_meta: dict | None = None,
                      source: str | None = None, opset: int | None = None, parity: bool = True,
                      log: Callable[[str], None] | None = print) -> StreamParity | None:
@@ -315,7 +304,7 @@ def export_streaming(model: "KWSModel", path: str | Path, *, checkpoint_meta: di
     import torch
 
     from backends.export import (DEFAULT_OPSET, build_metadata, finalize, ort_basic_optimize, parity_passed,
-                                 reducemean_to_gap, set_parity)
+                                 reducemean_to_gap, set_parity, top1_agreement)
     from kws.fsutil import atomic_path
 
     mod, spec = streaming_form(model)
@@ -386,7 +375,8 @@ def _stream_cached(path: Path) -> bool:
 
 def resolve_streaming(ref: str | Path, log: Callable[[str], None] | None = print) -> Path:
     """A zoo name, run folder or checkpoint -> its streaming ONNX export, made once and cached in exports/."""
-    from backends.export import exports_dir, file_sha256
+    from backends.export import exports_dir
+    from kws.fsutil import sha256_of
     from kws.fsutil import file_lock, sweep_temps, temp_files
     from zoo import load_checkpoint, read_header, resolve_weights
 
@@ -397,7 +387,7 @@ def resolve_streaming(ref: str | Path, log: Callable[[str], None] | None = print
     if weights.suffix != ".safetensors":
         raise ModelFileError(f"{weights}: a streaming export is made from a zoo checkpoint (.safetensors)")
     name = read_header(weights)[0].name
-    folder = exports_dir() / f"{name}-{file_sha256(weights)[:16]}-s{STREAM_VERSION}"
+    folder = exports_dir() / f"{name}-{sha256_of(weights)[:16]}-s{STREAM_VERSION}"
     out = folder / STREAM_FILE
     if _stream_cached(out):
         return out

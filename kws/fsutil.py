@@ -7,6 +7,7 @@ while it holds the lock (`file_lock`) that guards the folder's writers.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -121,3 +122,12 @@ def read_json(path: str | Path, what: str = "JSON file") -> Any:
         raise FileNotFoundError(f"{p}: {what} not found") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"{p}: not valid JSON ({e})") from None
+
+
+def sha256_of(path: str | Path) -> str:
+    """A file's sha256 (hex), read in 1 MiB blocks: checkpoints and archives may be gigabytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -13,13 +13,14 @@ file's sha256, so a changed or corrupted file can never reach a model.
 from __future__ import annotations
 
 import functools
-import hashlib
 import importlib.metadata
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from kws.fsutil import sha256_of
 
 PACKAGE = "openwakeword"
 PACKAGE_VERSION = "0.4.0"
@@ -67,14 +68,6 @@ def models_dir() -> Path:
         raise PretrainedFileError(f"{PACKAGE} {version} is installed but its package folder was not found: "
                                   f"reinstall it with {INSTALL_HINT}")
     return Path(list(spec.submodule_search_locations)[0]) / "resources" / "models"
-
-
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def verified_path(file: PretrainedFile, folder: Path | None = None) -> Path:

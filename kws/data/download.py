@@ -8,7 +8,6 @@ out of the folder, no device files.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tarfile
@@ -22,6 +21,7 @@ from typing import Iterator
 from tqdm.auto import tqdm
 
 from kws.data.cache import cache_root
+from kws.fsutil import sha256_of
 
 _CHUNK = 1 << 20
 _TIMEOUT_S = 60.0
@@ -55,14 +55,6 @@ ARCHIVES: dict[str, Archive] = {
 
 class DownloadError(RuntimeError):
     """A download or extraction that failed; the message says what to do next."""
-
-
-def sha256_of(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(_CHUNK), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _content_range_start(value: str | None) -> int | None:

@@ -82,7 +82,7 @@ import numpy as np
 from scipy import signal
 
 from kws.audio import CLIP_SAMPLES, SAMPLE_RATE
-from kws.fsutil import atomic_write_json, atomic_write_text
+from kws.fsutil import atomic_write_json, atomic_write_text, sha256_of
 from kws.labels import BACKGROUND_NOISE_DIR, GSC_V2_WORDS
 
 # Bump whenever a change alters the generated audio: it is part of the cache key.
@@ -861,11 +861,7 @@ def _piper_files(voice: str) -> tuple[Path, Path]:
 
 @functools.lru_cache(maxsize=4)
 def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return sha256_of(path)  # cached: a build names its voices' model files once per voice
 
 
 def piper_version() -> str:

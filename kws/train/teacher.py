@@ -10,13 +10,13 @@ loss = (1 - w) * label loss + w * T^2 * KL(teacher_T || student_T)   (Hinton et 
 """
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 
+from kws.fsutil import sha256_of
 from kws.train.config import ConfigError
 
 
@@ -54,7 +54,7 @@ class Teacher:
         except (FileNotFoundError, ValueError) as e:
             raise ConfigError(f"teacher {ref}: {e}") from None
         self.path = path
-        self.sha256 = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        self.sha256 = sha256_of(path)
         self.model = model.to(device).eval()
         for p in self.model.parameters():
             p.requires_grad_(False)
@@ -72,7 +72,7 @@ class Teacher:
             self._run, self.runtime = cpu_runner(self.model, example)
 
     def _logits(self, wave: torch.Tensor) -> torch.Tensor:
-        if self._run is None or wave.device.type != "cpu":
+        if self._run is None:  # not on the CPU, or ORT was not exact
             return self.model(wave)
         return torch.from_numpy(self._run(wave))
 

@@ -4,12 +4,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile as sf
 
+from _tone_words import write_tone_words
 from bench import realspeech
-from kws.audio import CLIP_SAMPLES, SAMPLE_RATE
 
 
 def _rows(part: str, n_speakers: int, per: int, right: float, truth: str = "yes", pred_wrong: str = "no"):
@@ -38,17 +36,7 @@ def test_metrics_follow_the_words_a_set_holds():
 
 def _corpus(root: Path) -> Path:
     """Six speakers saying three words twice: enough for five speaker-disjoint folds."""
-    rng = np.random.default_rng(0)
-    t = np.arange(CLIP_SAMPLES) / SAMPLE_RATE
-    for k, word in enumerate(["yes", "no", "up"]):
-        (root / word).mkdir(parents=True)
-        for spk in range(6):
-            for i in range(2):
-                f0 = 150.0 * (k + 1) * (1 + 0.05 * rng.standard_normal())
-                x = 0.3 * np.sin(2 * np.pi * f0 * t) * np.exp(-((t - 0.5) / 0.2) ** 2)
-                sf.write(root / word / f"spk{spk}_{i}.wav", (x + 0.01 * rng.standard_normal(t.size)).astype(np.float32),
-                         SAMPLE_RATE, subtype="PCM_16")
-    return root
+    return write_tone_words(root, ["yes", "no", "up"], [f"spk{s}_{i}" for s in range(6) for i in range(2)], 150.0)
 
 
 def test_cross_validation_trains_every_fold_scores_each_clip_once_and_resumes(tmp_path, monkeypatch):

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
 import torch
 import yaml
 
 import train as train_cli
 import zoo
+from _tone_words import write_tone_words
 from kws.audio import CLIP_SAMPLES, SAMPLE_RATE
 from kws.frontend import FrontendConfig, LogMel
 from kws.train.augment import Augmenter
@@ -358,16 +358,7 @@ def test_resume_refuses_to_change_the_run(full_run, capsys):
 
 def _folder_source(root: Path) -> Path:
     """Three custom command words, 12 takes each, as a user would record them."""
-    rng = np.random.default_rng(0)
-    t = np.arange(CLIP_SAMPLES) / SAMPLE_RATE
-    for k, word in enumerate(["lights", "music", "stop"]):
-        (root / word).mkdir(parents=True)
-        for i in range(12):
-            f0 = 200.0 * (k + 1) * (1 + 0.05 * rng.standard_normal())
-            x = 0.3 * np.sin(2 * np.pi * f0 * t) * np.exp(-((t - 0.5) / 0.2) ** 2)
-            sf.write(root / word / f"take{i:02d}.wav", (x + 0.01 * rng.standard_normal(t.size)).astype(np.float32),
-                     SAMPLE_RATE, subtype="PCM_16")
-    return root
+    return write_tone_words(root, ["lights", "music", "stop"], [f"take{i:02d}" for i in range(12)], 200.0)
 
 
 def test_trains_on_a_folder_of_custom_words(tmp_path):

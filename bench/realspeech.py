@@ -330,14 +330,14 @@ def report(results: Path = RESULTS, out: Path | None = None) -> Path:
     lines = ["# Real-speech accuracy", "",
              "Every figure is on real recordings of speakers the model never heard in training. Rebuilt by "
              "`python -m bench.realspeech report` from the JSON files named below.", ""]
-    cv_files = sorted((results / "cv").glob("*.json"))
-    if cv_files:
+    # each result read once: with its clip rows a file is megabytes
+    cv_docs = {f: json.loads(f.read_text()) for f in sorted((results / "cv").glob("*.json"))}
+    if cv_docs:
         lines += ["## Speaker-disjoint cross-validation of each recipe", "",
                   __doc__.split("\n\n")[2].replace("\n", " "), "",
                   "| recipe | model | real set | figure | clips (speakers) | pooled (95 % speaker bootstrap) "
                   "| fold mean (95 % t) | folds |", "|---|---|---|---|---|---|---|---|"]
-        for f in cv_files:
-            doc = json.loads(f.read_text())
+        for doc in cv_docs.values():
             md, res = doc["metadata"], [r for r in doc["results"] if r.get("kind") == "summary"]
             model = md.get("recipe_config", {}).get("model", "?")
             for r in res:
@@ -347,9 +347,8 @@ def report(results: Path = RESULTS, out: Path | None = None) -> Path:
                              f"{METRIC_NAMES[r['metric']]} | {r['clips']} ({r['speakers']}) | {_pct(r['pooled'])} "
                              f"({_ci(r['pooled_ci95'])}) | {mean} | {folds} |")
         lines += ["", "Commands and commits: " + "; ".join(
-            f"`{json.loads(f.read_text())['metadata']['command']}` at "
-            f"{json.loads(f.read_text())['metadata']['git'].get('commit', '?')[:10]} ({f.relative_to(results.parent)})"
-            for f in cv_files), ""]
+            f"`{doc['metadata']['command']}` at {doc['metadata']['git'].get('commit', '?')[:10]} "
+            f"({f.relative_to(results.parent)})" for f, doc in cv_docs.items()), ""]
     legacy = results / "real_speech.json"
     if legacy.is_file():
         doc = json.loads(legacy.read_text())
@@ -368,7 +367,7 @@ def report(results: Path = RESULTS, out: Path | None = None) -> Path:
                                  f"{_pct(ev['acc12'])} ({_ci(ev['acc12_ci95'])}) | "
                                  f"{_pct(ev['acc35'])} ({_ci(ev['acc35_ci95'])}) |")
         lines.append("")
-    lines += _cv_on_held_out(cv_files)
+    lines += _cv_on_held_out(list(cv_docs.values()))
     path = out or results / "real_speech.md"
     atomic_write_text(path, "\n".join(lines))
     return path
@@ -379,7 +378,7 @@ def _clip_key(file: str) -> str:
     return "/".join(Path(file).parts[-2:])
 
 
-def _cv_on_held_out(cv_files: Sequence[Path]) -> list[str]:
+def _cv_on_held_out(cv_docs: Sequence[dict]) -> list[str]:
     """Each cross-validated recipe on the 190 clips of the earlier protocol, from its CV predictions.
 
     A model trained on every fold has heard those speakers, so its own 190-clip figure would be a
@@ -391,8 +390,7 @@ def _cv_on_held_out(cv_files: Sequence[Path]) -> list[str]:
 
     held = {_clip_key(f) for f in open_source(HELD_OUT, labels="35s").split("test").files}
     lines = []
-    for f in cv_files:
-        doc = json.loads(f.read_text())
+    for doc in cv_docs:
         # a CV result's clip rows are all unseen-speaker predictions (a synthetic-only recipe's "all" too)
         rows = [r for r in doc["results"] if r.get("kind") == "clip" and r["part"] == "gsc12-dev"
                 and _clip_key(r["file"]) in held]

@@ -22,7 +22,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(REPO))
 
 MAX_BYTES = 20 * 1024 * 1024
 METRICS = {"acc12": "12-class, every clip", "acc35": "35-class, word clips", "acc": "exact label, every clip"}

@@ -15,13 +15,12 @@ from pathlib import Path
 import numpy as np
 
 from kws.audio import CLIP_SAMPLES, SAMPLE_RATE
-
-REPO = Path(__file__).resolve().parents[1]
+from kws.paths import GSC12_DEV
 
 
 def dev_root() -> Path:
     """The real-speech development set: $KWS_DEV_CLIPS, else ../shared/data/gsc12-dev."""
-    return Path(os.environ.get("KWS_DEV_CLIPS", REPO.parent / "shared" / "data" / "gsc12-dev"))
+    return Path(os.environ.get("KWS_DEV_CLIPS", GSC12_DEV))
 
 
 @dataclass(frozen=True)

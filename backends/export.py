@@ -16,7 +16,6 @@ import contextlib
 import copy
 import io
 import json
-import os
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -26,10 +25,11 @@ from typing import TYPE_CHECKING, Callable, Iterator
 import numpy as np
 
 from backends.base import ModelFileError
-from backends.clips import REPO, Clips, get_clips
+from backends.clips import Clips, get_clips
 from backends.meta import FEATURES_TENSOR, FORMAT, read_onnx_info
 from backends.optimize import optimize
 from kws.fsutil import atomic_path, atomic_write_json, file_lock, sha256_of, sweep_temps, temp_files
+from kws.paths import exports_dir
 
 if TYPE_CHECKING:
     import onnx
@@ -80,11 +80,6 @@ class ExportReport:
     parity: Parity | None
     seconds: float
     bytes: int
-
-
-def exports_dir() -> Path:
-    """Where cached exports live: $KWS_EXPORTS, else <repo>/exports (git-ignored)."""
-    return Path(os.environ.get("KWS_EXPORTS", REPO / "exports"))
 
 
 def tool_versions() -> dict[str, str]:

@@ -12,13 +12,14 @@ from typing import Callable
 import numpy as np
 
 from bench.signals import balanced_pick, has_usable_noise, noise_from_clips
+from kws.audio import from_int16
 from kws.labels import SILENCE, UNKNOWN, has_12class_words, to_12class
+from kws.paths import GSC12_DEV
 
 # gsc12-dev is the project's real-speech development set; the bench adds it when present. It is
 # read as a folder source so that its "test" split is the speakers held out of the shipped
 # weights' training (the folder split is speaker-disjoint and seeded); the `gsc12-dev` spec
 # would score all 1,815 clips, most of whose speakers the shipped weights were trained on.
-GSC12_DEV = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "gsc12-dev"
 # The synthetic build the shipped weights were trained on (synth:400): its test split holds
 # speakers they never heard. Another build (e.g. the default `synth`, 100 per word) is generated
 # from the same seed and shares most of its speakers with synth:400's training split.
@@ -44,7 +45,7 @@ class EvalSet:
         return int(self.y.size)
 
     def float_waves(self, idx: np.ndarray | slice = slice(None)) -> np.ndarray:
-        return (np.asarray(self.waves[idx], dtype=np.float32) / 32768.0).astype(np.float32)
+        return from_int16(self.waves[idx])
 
     def describe(self) -> dict:
         subset = "all" if len(self) == self.n_total else f"balanced subset of {len(self)}/{self.n_total}"

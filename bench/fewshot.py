@@ -40,11 +40,11 @@ from typing import Any, Sequence
 import numpy as np
 
 from bench.stats import cluster_bootstrap_interval, t_interval
+from kws import paths
 
-REPO = Path(__file__).resolve().parents[1]
-FSDD = REPO.parent / "shared" / "data" / "fsdd-dev"
-RECIPE = REPO / "recipes" / "custom_words.yaml"
-RESULTS = REPO / "results" / "fewshot_fsdd.json"
+FSDD = paths.FSDD_DEV
+RECIPE = paths.RECIPES / "custom_words.yaml"
+RESULTS = paths.RESULTS / "fewshot_fsdd.json"
 KS = (1, 5, 10, 25)
 ARMS = ("synth", "real")
 SYNTH_ONLY = "synth-only"
@@ -141,7 +141,7 @@ def score(run: Path, clips, cfg) -> np.ndarray:
 
 
 def measure(root: Path = FSDD, speakers: Sequence[str] | None = None, ks: Sequence[int] = KS,
-            arms: Sequence[str] = (*ARMS, SYNTH_ONLY), recipe: Path = RECIPE, runs: Path = REPO / "runs" / "fewshot",
+            arms: Sequence[str] = (*ARMS, SYNTH_ONLY), recipe: Path = RECIPE, runs: Path = paths.RUNS / "fewshot",
             overrides: dict[str, Any] | None = None, val_takes: Sequence[int] = VAL_TAKES) -> list[dict[str, Any]]:
     """One row per (arm, training speaker, k) and per test speaker: see the module doc."""
     from bench.realspeech import run_dir_complete
@@ -302,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--k", default=",".join(map(str, KS)), help="recordings per word, comma-separated")
     r.add_argument("--arms", default=",".join((*ARMS, SYNTH_ONLY)), help="synth, real, synth-only")
     r.add_argument("--recipe", type=Path, default=RECIPE)
-    r.add_argument("--runs", type=Path, default=REPO / "runs" / "fewshot")
+    r.add_argument("--runs", type=Path, default=paths.RUNS / "fewshot")
     r.add_argument("--cache-dir", default=None, help="data cache (default $KWS_CACHE or data_cache)")
     r.add_argument("--threads", type=int, default=1)
     r.add_argument("--out", type=Path, default=RESULTS)
@@ -325,8 +325,8 @@ def main(argv: list[str] | None = None) -> int:
                        {"threads": args.threads, "progress": False, "cache_dir": args.cache_dir})
         command = "python -m bench.fewshot " + " ".join(argv if argv is not None else sys.argv[1:])
         words = len({p.name for p in args.data.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))})
-        print(write_results(args.out, rows, command=command, words=words, recipe=str(args.recipe.relative_to(REPO))
-                            if args.recipe.is_relative_to(REPO) else str(args.recipe)))
+        print(write_results(args.out, rows, command=command, words=words, recipe=str(args.recipe.relative_to(paths.PROJECT_ROOT))
+                            if args.recipe.is_relative_to(paths.PROJECT_ROOT) else str(args.recipe)))
         report(args.out)
     except (DataError, ConfigError, ValueError) as e:
         print(f"python -m bench.fewshot: error: {e}", file=sys.stderr)

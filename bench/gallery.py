@@ -22,6 +22,7 @@ from typing import Sequence
 import numpy as np
 
 from bench.report import RESULTS
+from kws.audio import from_int16
 
 GALLERY_DIR = RESULTS / "gallery"
 DEFAULT_MODEL = "efficientnet_b0"
@@ -156,7 +157,7 @@ def build_gallery(cfg: GalleryConfig, command: str = "python -m bench gallery") 
     rng = np.random.default_rng(cfg.seed)
     picks = [int(rng.choice(np.flatnonzero(y == labels.index(c)))) for c in wanted]
     model, weights = load_frontend_model(cfg.model, labels)
-    waves = np.asarray(cs.waves[np.asarray(picks)], dtype=np.float32) / 32768.0
+    waves = from_int16(cs.waves[np.asarray(picks)])
     views = make_views(model, waves, src.noise, cfg.seed)
     sr = model.cfg.frontend.sample_rate
     git = git_info()

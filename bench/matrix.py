@@ -21,8 +21,8 @@ from bench.evalsets import EvalSet
 from bench.stats import score, scoring_space, top1_agreement
 from bench.timing import TimingPolicy
 from kws.labels import SILENCE, to_12class
+from kws.paths import PROJECT_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 def quick_models() -> tuple[str, ...]:
     """The quick preset: the default model (best cross-validated real-speech accuracy), the tiny
     DS-CNN, and EfficientNet-B0, the default backbone that the others' latency is compared to."""
@@ -211,7 +211,7 @@ def _worker(job: dict, workdir: Path, tag: str, timeout_s: float) -> dict:
     with open(log_path, "w") as log:
         try:
             proc = subprocess.run([sys.executable, "-m", "bench.worker", str(job_path), str(out_path)],
-                                  cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, timeout=timeout_s)
+                                  cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT, timeout=timeout_s)
             code = proc.returncode
         except subprocess.TimeoutExpired:
             return {"ok": False, "error": f"worker timed out after {timeout_s:.0f} s"}

@@ -35,7 +35,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from kws.audio import SAMPLE_RATE
+from kws.audio import SAMPLE_RATE, from_int16, to_int16
 from kws.fsutil import atomic_path, atomic_write_json, file_lock, read_json, sweep_temps, temp_files
 from kws.labels import GSC12_WORDS, SILENCE
 
@@ -194,7 +194,7 @@ def real_words(cfg: NegativesConfig) -> list[RealWord]:
                 w = cs.words[i]
                 if w in cfg.keywords or w == SILENCE or not keyword_free(w, cfg.keywords):
                     continue
-                x = trim_silence(cs.waves[i].astype(np.float32) / 32768.0)
+                x = trim_silence(from_int16(cs.waves[i]))
                 if x.size < SAMPLE_RATE // 10:
                     continue
                 out.append(RealWord(x, w, _rel(cs.files[i], root.parent), cs.speakers[i] or "", name))
@@ -212,7 +212,7 @@ def real_noise(cfg: NegativesConfig) -> np.ndarray:
     src = open_source(SHORTCUTS["gsc12-dev"], labels=None)
     clips = [cs.waves[i] for s in ("train", "validation", "test") for cs in [src.split(s)]
              for i in range(len(cs)) if cs.words[i] == SILENCE]
-    return noise_from_clips(np.stack(clips).astype(np.float32) / 32768.0) if clips else np.zeros(0, np.float32)
+    return noise_from_clips(from_int16(np.stack(clips))) if clips else np.zeros(0, np.float32)
 
 
 def _rel(path: str, base: Path) -> str:
@@ -335,7 +335,7 @@ class Builder:
                 "real_words_assigned": int(len(self.assign[index])),
                 "real_words_placed": sum(e["kind"] == "real" for e in events),
                 "speech_s": round(sum(e["end_s"] - e["start_s"] for e in events), 2)}
-        return np.clip(np.round(out * 32767), -32768, 32767).astype(np.int16), events, info
+        return to_int16(out), events, info
 
 
 # ----------------------------------------------------------------------------- the cache
@@ -441,7 +441,7 @@ def load_negatives(cfg: NegativesConfig = NegativesConfig(), build: bool = True)
     events, segments = [], []
     for i in range(cfg.n_segments):
         x = np.load(folder / f"seg-{i:04d}.npy")
-        wave[i * cfg.segment_samples:(i + 1) * cfg.segment_samples] = x.astype(np.float32) / 32768.0
+        wave[i * cfg.segment_samples:(i + 1) * cfg.segment_samples] = from_int16(x)
         doc = read_json(folder / f"seg-{i:04d}.json")
         t0 = i * cfg.segment_s
         for e in doc["events"]:

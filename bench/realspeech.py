@@ -40,14 +40,13 @@ import torch
 
 from bench.stats import cluster_bootstrap_interval, t_interval, wilson_interval
 from kws.labels import GSC12_LABELS, GSC12_WORDS, SILENCE, to_12class
+from kws import paths
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared" / "data"
-GSC12_DEV = SHARED / "gsc12-dev"
+GSC12_DEV = paths.GSC12_DEV
 HELD_OUT = f"folder:{GSC12_DEV}"
 ALL_CLIPS = f"gsc:{GSC12_DEV}"
 FOLDS = 5
-RESULTS = REPO / "results"
+RESULTS = paths.RESULTS
 # Where a synthetic-only recipe is scored: every clip of these, none of which it trained on.
 REAL_SETS = ("gsc12-dev", "fsdd-dev")
 
@@ -234,7 +233,7 @@ def _subset(cs, idx: Sequence[int]):
                    [cs.speakers[i] for i in idx], LabelView(cs.labels), name=cs.name)
 
 
-def cross_validate(recipe: Path, folds: Sequence[int] | None = None, runs_dir: Path = REPO / "runs" / "cv",
+def cross_validate(recipe: Path, folds: Sequence[int] | None = None, runs_dir: Path = paths.RUNS / "cv",
                    threads: int = 0, out: Path | None = None, command: str = "") -> Path:
     from kws.data import parse_spec
     from kws.runinfo import write_results
@@ -427,12 +426,12 @@ def main(argv: list[str] | None = None) -> int:
     cv = sub.add_parser("cv", help="cross-validate a recipe (train every fold, score held-out speakers)")
     cv.add_argument("recipe", type=Path)
     cv.add_argument("--folds", help="comma-separated fold numbers (default: all 5)")
-    cv.add_argument("--runs-dir", type=Path, default=REPO / "runs" / "cv")
+    cv.add_argument("--runs-dir", type=Path, default=paths.RUNS / "cv")
     cv.add_argument("--threads", type=int, default=0, help="torch threads for training (0: torch's default)")
     cv.add_argument("--out", type=Path, help="result JSON (default results/cv/<recipe>.json)")
     fi = sub.add_parser("final", help="train the recipe on every fold (nothing held out): the weights to ship")
     fi.add_argument("recipe", type=Path)
-    fi.add_argument("--runs-dir", type=Path, default=REPO / "runs" / "cv")
+    fi.add_argument("--runs-dir", type=Path, default=paths.RUNS / "cv")
     fi.add_argument("--threads", type=int, default=0)
     ho = sub.add_parser("held-out", help="shipped weights on gsc12-dev's 190 held-out clips")
     ho.add_argument("--weights", action="append", help="zoo name, run folder or .safetensors (repeatable)")

@@ -16,8 +16,8 @@ import pandas as pd
 
 from bench.stats import pareto_front
 from kws.fsutil import atomic_path, atomic_write_text, read_json
+from kws.paths import PROJECT_ROOT, RESULTS
 
-RESULTS = Path(__file__).resolve().parent.parent / "results"
 REPORT_NAME = "bench_report.md"
 KEY_COLUMNS = {"matrix": ("model", "backend", "threads"), "accuracy": ("model", "backend", "dataset"),
                "model": ("model",), "streaming": ("model", "dataset"), "noise": ("model", "dataset")}
@@ -388,7 +388,7 @@ def _save(fig, path: Path, caption: str, runs: Runs) -> Plot:
 
 def _rel(p: Path) -> str:
     p = Path(p).resolve()
-    root = RESULTS.parent
+    root = PROJECT_ROOT
     return p.relative_to(root).as_posix() if p.is_relative_to(root) else p.name
 
 

@@ -11,7 +11,7 @@ from typing import Sequence
 import numpy as np
 
 from bench.stats import WordEvent
-from kws.audio import CLIP_SAMPLES, SAMPLE_RATE
+from kws.audio import CLIP_SAMPLES, SAMPLE_RATE, from_int16
 
 CROSSFADE_S = 0.02  # joins noise segments without the clicks an energy VAD would fire on
 MIN_SEGMENT_S = 2.0
@@ -162,9 +162,8 @@ def word_stream(clips: np.ndarray, labels: Sequence[str], noise: np.ndarray, *, 
     total = int(start_samples[-1] + CLIP_SAMPLES + round(gaps[-1] * SAMPLE_RATE))
     wave = noise_bed(noise, total, noise_rms, rng).astype(np.float64)
     events = []
-    scale = 1.0 / 32768.0 if clips.dtype.kind == "i" else 1.0  # int16 ClipSet rows -> [-1, 1]
     for clip, label, s0 in zip(clips, labels, start_samples):
-        c = clip.astype(np.float64) * scale
+        c = (from_int16(clip) if clip.dtype.kind == "i" else clip).astype(np.float64)  # int16 ClipSet rows -> [-1, 1]
         p = float(np.mean(c * c))
         if p <= 0:
             raise ValueError(f"a silent clip labelled {label!r} cannot be placed at an SNR")

@@ -18,12 +18,13 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from bench.evalsets import EvalSet, load_evalset
-from bench.matrix import REPO_ROOT, MatrixConfig, ModelEntry, all_cores, quick_models, resolve_models, run_matrix
+from bench.matrix import MatrixConfig, ModelEntry, all_cores, quick_models, resolve_models, run_matrix
 from bench.meta import bench_metadata, load_average
 from bench.noise import NoiseConfig
 from bench.streaming import StreamingConfig
 from bench.timing import TimingPolicy
 from kws.fsutil import atomic_write_json
+from kws.paths import exports_dir
 
 SECTIONS: tuple[str, ...] = ("matrix", "streaming", "noise")
 DEFAULT_EVAL_BACKEND = "ort-cpu"  # what the live app runs by default (realtime.predictor)
@@ -149,7 +150,7 @@ def run_suite(cfg: SuiteConfig, out_dir: Path, command: str | Sequence[str] | No
     evalsets = [load_evalset(s, cfg.split, cfg.max_clips, cfg.seed) for s in cfg.data_specs]
     only_reason = f"skipped by --quick (measures only {', '.join(cfg.models or ())})" if cfg.quick else \
         "not in --models"
-    entries = resolve_models(cfg.runs, cfg.models, only_reason, untrained_dir=REPO_ROOT / "exports" / "untrained")
+    entries = resolve_models(cfg.runs, cfg.models, only_reason, untrained_dir=exports_dir() / "untrained")
     if not measured_entries(entries):
         log("warning: no model can be measured (no shipped weights in zoo/weights/ and no --run folder); "
             "the matrix will hold n/a rows only")

@@ -44,12 +44,11 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from bench.stats import cluster_bootstrap_interval, fa_per_hour, match_detections
-from kws.audio import CLIP_SAMPLES, SAMPLE_RATE
+from kws.audio import CLIP_SAMPLES, SAMPLE_RATE, from_int16
 from kws.labels import GSC12_WORDS, to_12class
+from kws.paths import GSC12_DEV, RESULTS, SHARED_DATA
 from realtime.engine import EngineConfig, ScoreTrace, run_offline
 
-RESULTS = Path(__file__).resolve().parents[1] / "results"
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 # every 0.005 from 0.3 (scores of a label-smoothed model crowd below 0.97), then logit-spaced to 0.99999
 THRESHOLDS: tuple[float, ...] = tuple(sorted({round(float(t), 4) for t in np.arange(0.30, 0.9951, 0.005)}
                                              | {round(float(1 / (1 + np.exp(-z))), 6)
@@ -140,7 +139,7 @@ def all_real_clips(sets: Sequence[str] = ("gsc12-dev", "gsc-v1-sample")) -> Held
             cs = src.split(s)
             parts.append(_clipset(cs, range(len(cs)), name))
     if not parts:
-        raise FileNotFoundError(f"no real speech under {SHARED}")
+        raise FileNotFoundError(f"no real speech under {SHARED_DATA}")
     return HeldOut(np.concatenate([p.waves for p in parts]), sum((p.words for p in parts), ()),
                    sum((p.speakers for p in parts), ()), "every clip of " + " and ".join(sets))
 
@@ -148,7 +147,7 @@ def all_real_clips(sets: Sequence[str] = ("gsc12-dev", "gsc-v1-sample")) -> Held
 def held_out_split() -> HeldOut:
     from kws.data import open_source
 
-    cs = open_source(f"folder:{SHARED / 'gsc12-dev'}", labels="35s").split("test")
+    cs = open_source(f"folder:{GSC12_DEV}", labels="35s").split("test")
     return _clipset(cs, range(len(cs)), "gsc12-dev folder split (seed 0): the 14 test speakers")
 
 
@@ -417,7 +416,7 @@ def form_cost(ref: str, clips: HeldOut, noise: np.ndarray, cfg: WakewordConfig) 
     for snr in (None, *cfg.snrs_db):
         x = np.zeros(total) if snr is None else noise_bed(noise, total, cfg.noise_rms, rng).astype(np.float64)
         for c, s0 in zip(clips.waves, starts):
-            c = c.astype(np.float64) / 32768.0
+            c = from_int16(c).astype(np.float64)
             p = float(np.mean(c * c))
             gain = 1.0 if snr is None else np.sqrt(cfg.noise_rms ** 2 * 10 ** (snr / 10) / max(p, 1e-12))
             x[s0:s0 + CLIP_SAMPLES] += gain * c

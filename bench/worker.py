@@ -28,6 +28,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from kws.audio import from_int16
+
 
 def _rss_mb() -> float:
     import psutil
@@ -149,7 +151,7 @@ def measure_features(be: Any, clips: np.ndarray, job: dict) -> dict:
 def predict_top1(be: Any, waves: np.ndarray, batch: int) -> list[int]:
     preds = []
     for i in range(0, len(waves), batch):
-        x = (np.asarray(waves[i:i + batch], dtype=np.float32) / 32768.0).astype(np.float32)
+        x = from_int16(waves[i:i + batch])
         preds.append(np.argmax(be.predict(np.ascontiguousarray(x)), axis=1))
     return np.concatenate(preds).astype(int).tolist()
 
@@ -169,7 +171,7 @@ def run_job(job: dict) -> dict:
 
     from bench.timing import time_once
 
-    clips = (np.load(job["latency_clips"]).astype(np.float32) / 32768.0).astype(np.float32)
+    clips = from_int16(np.load(job["latency_clips"]))
     result: dict[str, Any] = {"rss_baseline_mb": baseline, "settings": [], "preds": {}}
     for i, threads in enumerate(job["threads"]):
         load_s, be = time_once(lambda: create_backend(job["backend"], model=job["backend_model"], threads=threads))

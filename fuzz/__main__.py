@@ -22,8 +22,8 @@ import time
 from pathlib import Path
 
 from fuzz.targets import TARGETS
+from kws.paths import PROJECT_ROOT
 
-REPO = Path(__file__).resolve().parents[1]
 CI_CASES = 2000
 
 
@@ -79,7 +79,7 @@ def _run_workers(targets: list[str], cases: int, seed: int, engine: str, finding
         if max_seconds is not None:
             cmd += ["--max-seconds", str(max_seconds)]
         with open(log, "wb") as f:
-            procs[name] = (subprocess.Popen(cmd, cwd=REPO, stdout=f, stderr=subprocess.STDOUT), summary, log)
+            procs[name] = (subprocess.Popen(cmd, cwd=PROJECT_ROOT, stdout=f, stderr=subprocess.STDOUT), summary, log)
 
     while pending or procs:
         while pending and len(procs) < max(1, parallel):

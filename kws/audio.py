@@ -27,6 +27,17 @@ MAX_ABS_SAMPLE = 1e4
 STREAM_BLOCK_S = 1.0  # seconds of the file read at a time by stream_audio
 
 
+def to_int16(x: np.ndarray) -> np.ndarray:
+    """float [-1, 1) -> PCM16: rounded (not truncated) so PCM16 sources round-trip bit-exactly,
+    clipped so float sources past 0 dBFS saturate instead of wrapping."""
+    return np.clip(np.rint(np.asarray(x, dtype=np.float64) * INT16_SCALE), -32768, 32767).astype(np.int16)
+
+
+def from_int16(x: np.ndarray) -> np.ndarray:
+    """PCM16 -> float32 in [-1, 1), the scale soundfile reads PCM16 files at."""
+    return np.asarray(x, dtype=np.float32) * np.float32(1.0 / INT16_SCALE)
+
+
 class AudioError(ValueError):
     """A file that cannot be used as audio. `kind` is a short machine-readable tag."""
 

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from kws.fsutil import atomic_write_json
+from kws.paths import PROJECT_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 # Distributions worth recording; onnxruntime has drop-in variants (only one is installed).
 PACKAGES: tuple[str, ...] = (
     "numpy", "scipy", "soundfile", "torch", "torchaudio", "timm", "onnx",
@@ -38,7 +38,7 @@ def _run(cmd: Sequence[str], cwd: Path | None = None) -> str | None:
     return out.stdout.strip()
 
 
-def git_info(repo: Path = REPO_ROOT) -> dict[str, Any]:
+def git_info(repo: Path = PROJECT_ROOT) -> dict[str, Any]:
     """{"commit": sha or None, "dirty": bool or None} -- dirty means tracked files differ from HEAD."""
     commit = _run(["git", "rev-parse", "HEAD"], cwd=repo)
     status = _run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo) if commit else None

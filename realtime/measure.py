@@ -36,20 +36,19 @@ from typing import Any, Sequence
 import numpy as np
 
 from kws.audio import SAMPLE_RATE
+from kws.paths import GSC12_DEV, RESULTS
 from kws.labels import GSC_V2_WORDS, SILENCE
 from realtime.engine import Decision, EngineConfig, VADConfig, stream_hop_s
 from realtime.predictor import ModelLoadError, load_predictor
 from realtime.session import LiveSession
 from realtime.sources import ReplaySource
 
-ROOT = Path(__file__).resolve().parents[1]
-GSC_DEV = ROOT.parent / "shared" / "data" / "gsc12-dev"
 DEMO_WORDS = ("yes", "stop", "left", "go", "up", "no", "right", "down", "on", "off")
 TARGETS = {"decisions_per_s": 20.0, "latency_p95_ms": 60.0, "cpu_pct_tiny": 15.0,
            "streaming_cpu_per_hop_vs_window": 1 / 3}
 
 
-def demo_stream(seconds: float, spacing_s: float = 3.0, data_dir: Path = GSC_DEV, seed: int = 0,
+def demo_stream(seconds: float, spacing_s: float = 3.0, data_dir: Path = GSC12_DEV, seed: int = 0,
                 noise_db: float = -55.0) -> tuple[np.ndarray, list[tuple[str, float]], str]:
     """Words every `spacing_s` over white noise; real clips when `data_dir` exists, else tone bursts.
 
@@ -249,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--spacing", type=float, default=3.0, help="seconds between words")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--paths", default="window", help="comma-separated: streaming, window (default: window)")
-    p.add_argument("--out", default=str(ROOT / "results" / "live_latency"), help="output path without suffix")
+    p.add_argument("--out", default=str(RESULTS / "live_latency"), help="output path without suffix")
     args = p.parse_args(argv)
     models = [tuple(c.split(":", 1)) for c in args.configs.split(",") if c]
     paths = tuple(x.strip() for x in args.paths.split(",") if x.strip())

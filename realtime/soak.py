@@ -32,9 +32,10 @@ from typing import Any
 
 import numpy as np
 
+from kws.paths import PROJECT_ROOT, RESULTS
+
 from kws.audio import SAMPLE_RATE
 
-ROOT = Path(__file__).resolve().parents[1]
 MAX_GROWTH_PCT = 5.0
 MAX_REPLAY_EXTRA_MB = 100.0
 SLOWEST = "resnet34"  # slowest zoo model on ort-cpu in results/bench_report.md (15.6 ms p50 at batch 1)
@@ -144,10 +145,10 @@ def soak(model: str, backend: str, minutes: float, speed: float, *, vad: bool = 
 
 def replay_peak_rss(path: Path, model: str = "dscnn", backend: str = "ort-cpu") -> dict[str, Any]:
     """Peak RSS of `live.py --input path --headless --fast` in a process of its own."""
-    cmd = [sys.executable, str(ROOT / "live.py"), "--input", str(path), "--headless", "--fast",
+    cmd = [sys.executable, str(PROJECT_ROOT / "live.py"), "--input", str(path), "--headless", "--fast",
            "--model", model, "--backend", backend]
     t0 = time.monotonic()
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -229,9 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--speed", type=float, default=2.0)
     r.add_argument("--vad", action="store_true", help="let the VAD skip silence (default: the model on every hop)")
     r.add_argument("--sample-s", type=float, default=10.0)
-    r.add_argument("--out", default=str(ROOT / "results" / "soak.json"))
+    r.add_argument("--out", default=str(RESULTS / "soak.json"))
     m = sub.add_parser("replay-memory", help="peak RSS of a 1-minute vs a 1-hour 48 kHz stereo replay")
-    m.add_argument("--out", default=str(ROOT / "results" / "replay_memory.json"))
+    m.add_argument("--out", default=str(RESULTS / "replay_memory.json"))
     rep = sub.add_parser("report", help="Markdown from a soak or replay-memory JSON")
     rep.add_argument("json")
     rep.add_argument("-o", "--output")

@@ -14,9 +14,8 @@ import pytest
 import train as train_cli
 import zoo
 from kws.data import open_source
-from kws.data.custom import (
-    build_words, check_hard_negatives, default_noise, parse_say, plan_custom, say_spec,
-)
+from kws.data.custom import build_words, default_noise, parse_say, say_spec
+from kws.data.plan import check_hard_negatives, plan_custom
 from kws.data.index import DataError
 from kws.labels import SILENCE, UNKNOWN
 

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Sequence
 
 from kws.data.bench import LoadBenchConfig, bench_load
-from kws.data.cache import DEFAULT_WORKERS, REPO_ROOT
+from kws.data.cache import DEFAULT_WORKERS
+from kws.paths import RESULTS
 from kws.data.download import ARCHIVES, DownloadError, download_speech_commands
 from kws.data.index import SPLITS, DataError
 from kws.data.source import DataSource, available_shortcuts, describe_labels, open_source
@@ -23,7 +24,7 @@ from kws.data.views import DEFAULT_LABELS, DEFAULT_RULE
 from kws.fsutil import atomic_write_json
 from kws.runinfo import write_results
 
-DEFAULT_RESULTS = REPO_ROOT / "results" / "data_loading.json"
+DEFAULT_RESULTS = RESULTS / "data_loading.json"
 MAX_BAD_SHOWN = 10
 
 

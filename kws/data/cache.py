@@ -28,26 +28,19 @@ from typing import Iterator, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from kws.audio import CLIP_SAMPLES, SAMPLE_RATE, AudioError, fit_length, load_audio
+from kws.audio import CLIP_SAMPLES, INT16_SCALE, SAMPLE_RATE, AudioError, fit_length, load_audio, to_int16
 from kws.data.index import BadFile, ClipEntry
 from kws.data.noise import load_noise
 from kws.data.views import LabelView
 from kws.fsutil import LockedError, atomic_path, atomic_write_json, file_lock, sweep_temps, temp_files
+from kws.paths import data_cache
 
 CACHE_FORMAT = 1  # bump when decoding changes, so old caches are not reused
-CACHE_ENV = "KWS_CACHE"
-REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_WORKERS = min(4, os.cpu_count() or 1)
-INT16_SCALE = 32768.0  # PCM16 full scale: x/32768 is exactly what soundfile returns for PCM16
 _BLOCK = 64  # clips per decode task: amortises thread hand-off, bounds memory in flight
 
 
-def cache_root(cache_dir: str | Path | None = None) -> Path:
-    """`cache_dir`, else $KWS_CACHE, else `<repo>/data_cache/` (git-ignored)."""
-    if cache_dir is not None:
-        return Path(cache_dir).expanduser()
-    env = os.environ.get(CACHE_ENV)
-    return Path(env).expanduser() if env else REPO_ROOT / "data_cache"
+cache_root = data_cache  # `cache_dir`, else $KWS_CACHE, else <project>/data_cache/ (kws.paths)
 
 
 # --------------------------------------------------------------------------- decoding
@@ -68,11 +61,6 @@ def fit_clip(x: np.ndarray, length: int = CLIP_SAMPLES) -> np.ndarray:
     if x.shape[-1] > length:
         return fit_length(x, length, loudest_offset(x, length))
     return fit_length(x, length, "center")
-
-
-def to_int16(x: np.ndarray) -> np.ndarray:
-    # Round (not truncate) so PCM16 sources round-trip bit-exactly; clip float sources > 0 dBFS.
-    return np.clip(np.rint(x * INT16_SCALE), -32768, 32767).astype(np.int16)
 
 
 def decode_entry(entry: ClipEntry) -> np.ndarray:

@@ -29,7 +29,7 @@ from typing import Sequence
 import numpy as np
 
 from kws.audio import SAMPLE_RATE, AudioError, load_audio
-from kws.data.cache import DEFAULT_WORKERS, REPO_ROOT, ClipSet, cache_root, open_split_cache, slug
+from kws.data.cache import DEFAULT_WORKERS, ClipSet, cache_root, open_split_cache, slug
 from kws.data.folds import Fold, apply_fold
 from kws.data.index import SPLITS, BadFile, ClipEntry, DataError, SourceIndex, canonical_split, concat_indexes
 from kws.data.layout import index_layout
@@ -37,12 +37,12 @@ from kws.data.noise import read_segment
 from kws.data.views import (DEFAULT_LABELS, FAST_TRAIN_CLIPS, LABEL_SETS, LabelsArg, LabelView, resolve_labels,
                             stratified_subset)
 from kws.labels import save_labels
+from kws.paths import FSDD_DEV, GSC12_DEV, GSC_V1_SAMPLE, resolve_path
 
-SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 SHORTCUTS: dict[str, str] = {
-    "gsc12-dev": f"gsc:{SHARED_DATA / 'gsc12-dev'}",
-    "gsc-v1-sample": f"gsc:{SHARED_DATA / 'gsc-v1-sample'}",
-    "fsdd-dev": f"folder:{SHARED_DATA / 'fsdd-dev'}",
+    "gsc12-dev": f"gsc:{GSC12_DEV}",
+    "gsc-v1-sample": f"gsc:{GSC_V1_SAMPLE}",
+    "fsdd-dev": f"folder:{FSDD_DEV}",
 }
 SYNTH_SIZES = ("default", "tiny")
 SYNTH_PER_WORD = 100  # the contract's default: at least 100 clips per word
@@ -125,14 +125,6 @@ def parse_spec(spec: str) -> list[SourceSpec]:
                 f"say:WORDS, train:PATH, val:PATH, negatives:PATH, {', '.join(SHORTCUTS)}, or several joined by '+'"
             )
     return out
-
-
-def resolve_path(arg: str) -> Path:
-    """A user path: as given (relative to the working directory), else relative to the repo."""
-    p = Path(arg).expanduser()
-    if not p.is_absolute() and not p.exists() and (REPO_ROOT / p).exists():
-        return (REPO_ROOT / p).resolve()
-    return p.resolve()
 
 
 def _synth_root(arg: str, root: Path) -> Path:

@@ -81,7 +81,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import numpy as np
 from scipy import signal
 
-from kws.audio import CLIP_SAMPLES, SAMPLE_RATE
+from kws.audio import CLIP_SAMPLES, SAMPLE_RATE, from_int16, to_int16
 from kws.fsutil import atomic_write_json, atomic_write_text, sha256_of
 from kws.labels import BACKGROUND_NOISE_DIR, GSC_V2_WORDS
 
@@ -357,7 +357,7 @@ class EspeakLib:
                 raise SynthError(f"espeak_Synth failed (error {err}) for {text!r} with voice {voice}")
         if not chunks:
             raise SynthError(f"espeak produced no audio for {text!r} with voice {voice}")
-        return np.concatenate(chunks).astype(np.float32) / 32768.0
+        return from_int16(np.concatenate(chunks))
 
     def phonemes(self, words: Sequence[str], voice: str) -> list[str]:
         """IPA transcription of each word (used to judge foreign readings)."""
@@ -1283,10 +1283,6 @@ def place(word_dry_len: int, wet: np.ndarray, position: float, length: int = CLI
     return out, offset
 
 
-def to_pcm16(x: np.ndarray) -> np.ndarray:
-    return np.clip(np.round(x * 32767.0), -32768, 32767).astype(np.int16)
-
-
 def wav_bytes(x: np.ndarray, sr: int = SAMPLE_RATE) -> bytes:
     """PCM16 mono WAV with a plain 44-byte header (the `wave` module writes no timestamps)."""
     buf = io.BytesIO()
@@ -1294,7 +1290,7 @@ def wav_bytes(x: np.ndarray, sr: int = SAMPLE_RATE) -> bytes:
         w.setnchannels(1)
         w.setsampwidth(2)
         w.setframerate(sr)
-        w.writeframes(to_pcm16(x).tobytes())
+        w.writeframes(to_int16(x).tobytes())
     return buf.getvalue()
 
 

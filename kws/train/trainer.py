@@ -394,7 +394,8 @@ def open_data(cfg: TrainConfig, env: dist.Env):
     """(source, train clips, validation clips, training noise). The custom-word options
     (synth_words, negatives, hard_negatives) add their parts to cfg.data (kws.data.custom)."""
     from kws.data import DataError, cache_root, open_source
-    from kws.data.custom import default_noise, plan_custom
+    from kws.data.custom import default_noise
+    from kws.data.plan import plan_custom
 
     def load(say: bool):
         plan = plan_custom(cfg.data, cfg.labels, synth_words=cfg.synth_words, synth_per_word=cfg.synth_per_word,

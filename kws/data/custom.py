@@ -31,9 +31,10 @@ import numpy as np
 
 from kws.audio import SAMPLE_RATE, SUPPORTED_SUFFIXES, AudioError, load_audio
 from kws.data.index import SPLITS, ClipEntry, DataError, SourceIndex
+from kws.data.kinds import SourceSpec, register_source
 from kws.data.layout import index_layout
 from kws.labels import SILENCE, UNKNOWN
-from kws.paths import PROJECT_ROOT, SHARED_DATA
+from kws.paths import PROJECT_ROOT, SHARED_DATA, resolve_path
 
 SAY_PER_WORD = 200  # synthetic clips per keyword: 700 voices' worth of variety in ~5 s per word
 NEGATIVE_PER_WORD = 5  # synthetic clips per negative word (~140 words): variety of words over voices
@@ -211,6 +212,31 @@ def index_negatives(path: Path, name: str) -> SourceIndex:
     return SourceIndex(name=name, root=str(path), kind="folder", splits={"train": entries, "validation": (), "test": ()},
                        natural_labels=(UNKNOWN,), split_rule="every clip in training, as _unknown_ (negatives:)",
                        notes=(f"{len(files)} hard negatives, trained as {UNKNOWN}",))
+
+
+# --------------------------------------------------------------------------- the kinds kws.data.source reads
+
+@register_source("say", usage="say:WORDS, say:N:WORDS", synthetic=True)
+def _read_say(part: SourceSpec, root: Path, seed: int) -> SourceIndex:
+    return index_say(part.arg, root, seed, name=part.text[:80])
+
+
+@register_source("train", usage="train:PATH")
+def _read_train(part: SourceSpec, root: Path, seed: int) -> SourceIndex:
+    path = resolve_path(part.arg)
+    return index_train(path, seed, name=f"train:{path.name}")
+
+
+@register_source("val", usage="val:PATH")
+def _read_val(part: SourceSpec, root: Path, seed: int) -> SourceIndex:
+    path = resolve_path(part.arg)
+    return index_val(path, seed, name=f"val:{path.name}")
+
+
+@register_source("negatives", usage="negatives:PATH")
+def _read_negatives(part: SourceSpec, root: Path, seed: int) -> SourceIndex:
+    path = resolve_path(part.arg)
+    return index_negatives(path, name=f"negatives:{path.name}")
 
 
 # --------------------------------------------------------------------------- noise

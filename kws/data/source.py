@@ -37,6 +37,7 @@ from kws.data.noise import read_segment
 from kws.data.views import (DEFAULT_LABELS, FAST_TRAIN_CLIPS, LABEL_SETS, LabelsArg, LabelView, resolve_labels,
                             stratified_subset)
 from kws.labels import save_labels
+from kws.data.kinds import SourceSpec, register_source, source_kind, source_kinds
 from kws.paths import FSDD_DEV, GSC12_DEV, GSC_V1_SAMPLE, resolve_path
 
 SHORTCUTS: dict[str, str] = {
@@ -46,23 +47,10 @@ SHORTCUTS: dict[str, str] = {
 }
 SYNTH_SIZES = ("default", "tiny")
 SYNTH_PER_WORD = 100  # the contract's default: at least 100 clips per word
-CUSTOM_KINDS = ("say", "train", "val", "negatives")  # parts read by kws.data.custom
-SYNTHETIC_KINDS = ("synth", "say")  # generated speech: no recorded speaker to cross-validate by
-FOLD_KINDS = ("gsc", "folder")  # re-split by speaker under --fold; train:/val:/negatives: keep their split
 # The synthetic set is one fixed data set (seed 0). open_source's `seed` drives sampling (fast
 # subset, silence cuts, random splits); tying it to the generator would rebuild the whole
 # set for every training seed.
 SYNTH_SEED = 0
-
-
-@dataclass(frozen=True)
-class SourceSpec:
-    """One parsed part of a spec: kind "synth" | "gsc" | "folder", and its argument."""
-
-    kind: str
-    arg: str
-    text: str
-    weight: float = 1.0  # training sampling weight of each clip of this part
 
 
 _WEIGHT = re.compile(r"^(?P<part>.+)\*(?P<w>[0-9]*\.?[0-9]+)$")
@@ -91,13 +79,14 @@ class SourcePart:
     @property
     def recorded(self) -> bool:
         """Real recordings (everything but generated speech)."""
-        return self.kind not in SYNTHETIC_KINDS
+        kind = source_kind(self.kind)
+        return not (kind and kind.synthetic)
 
 
 def _is_part_start(text: str) -> bool:
     text = _split_weight(text)[0]
-    return text in SHORTCUTS or text == "synth" or text.startswith(("synth:", "gsc:", "folder:",
-                                                                      *(f"{k}:" for k in CUSTOM_KINDS)))
+    kind = source_kind(text.partition(":")[0])
+    return text in SHORTCUTS or (kind is not None and (":" in text or kind.default_arg is not None))
 
 
 def parse_spec(spec: str) -> list[SourceSpec]:
@@ -114,16 +103,14 @@ def parse_spec(spec: str) -> list[SourceSpec]:
     for weighted in parts:
         text, weight = _split_weight(weighted)
         full = SHORTCUTS.get(text, text)
-        kind, _, arg = full.partition(":")
-        if kind == "synth":
-            out.append(SourceSpec("synth", arg or "default", text, weight))
-        elif kind in ("gsc", "folder", *CUSTOM_KINDS) and arg:
-            out.append(SourceSpec(kind, arg, text, weight))
+        name, _, arg = full.partition(":")
+        kind = source_kind(name)
+        if kind is not None and (arg or kind.default_arg is not None):
+            out.append(SourceSpec(name, arg or kind.default_arg or "", text, weight))
         else:
-            raise DataError(
-                f"unknown data source {text!r}; expected synth, synth:tiny, gsc:PATH, folder:PATH, "
-                f"say:WORDS, train:PATH, val:PATH, negatives:PATH, {', '.join(SHORTCUTS)}, or several joined by '+'"
-            )
+            usages = ", ".join(k.usage for k in source_kinds())
+            raise DataError(f"unknown data source {text!r}; expected {usages}, {', '.join(SHORTCUTS)}, "
+                            f"or several joined by '+'")
     return out
 
 
@@ -150,23 +137,33 @@ def _synth_root(arg: str, root: Path) -> Path:
         raise DataError(f"synthetic speech generation failed ({type(e).__name__}: {e})") from e
 
 
-def index_spec(part: SourceSpec, root: Path, seed: int) -> SourceIndex:
-    if part.kind == "synth":
-        folder = _synth_root(part.arg, root)
-        return index_layout(folder, "gsc", seed, name=part.text)
-    from kws.data import custom
+def part_name(part: SourceSpec) -> str:
+    """How an index names a folder part: the shortcut it was given as, else `KIND:<folder name>`."""
+    return part.text if part.text in SHORTCUTS else f"{part.kind}:{resolve_path(part.arg).name}"
 
-    if part.kind == "say":
-        return custom.index_say(part.arg, root, seed, name=part.text[:80])
-    path = resolve_path(part.arg)
-    name = part.text if part.text in SHORTCUTS else f"{part.kind}:{path.name}"
-    if part.kind == "train":
-        return custom.index_train(path, seed, name=name)
-    if part.kind == "val":
-        return custom.index_val(path, seed, name=name)
-    if part.kind == "negatives":
-        return custom.index_negatives(path, name=name)
-    return index_layout(path, part.kind, seed, name=name)
+
+@register_source("synth", usage="synth, synth:tiny, synth:N", default_arg="default", synthetic=True)
+def _read_synth(part: SourceSpec, root: Path, seed: int) -> SourceIndex:
+    return index_layout(_synth_root(part.arg, root), "gsc", seed, name=part.text)
+
+
+@register_source("gsc", usage="gsc:PATH", refold=True)
+def _read_gsc(part: SourceSpec, root: Path, seed: int) -> SourceIndex:
+    return index_layout(resolve_path(part.arg), "gsc", seed, name=part_name(part))
+
+
+@register_source("folder", usage="folder:PATH", refold=True)
+def _read_folder(part: SourceSpec, root: Path, seed: int) -> SourceIndex:
+    return index_layout(resolve_path(part.arg), "folder", seed, name=part_name(part))
+
+
+from kws.data import custom  # noqa: E402,F401  (registers say:, train:, val:, negatives:; after this module's own)
+
+
+def index_spec(part: SourceSpec, root: Path, seed: int) -> SourceIndex:
+    kind = source_kind(part.kind)
+    assert kind is not None, part  # parse_spec only makes parts of registered kinds
+    return kind.read(part, root, seed)
 
 
 class DataSource:
@@ -327,7 +324,8 @@ def open_source(
     if fold:
         fold = Fold.parse(fold) if isinstance(fold, str) else fold
         fixed: dict[str, int] = {}  # one speaker, one fold, across corpora
-        indexes = [apply_fold(ix, fold, seed, fixed) if p.kind in FOLD_KINDS else ix for p, ix in zip(parts, indexes)]
+        indexes = [apply_fold(ix, fold, seed, fixed) if source_kind(p.kind).refold else ix  # type: ignore[union-attr]
+                   for p, ix in zip(parts, indexes)]
     index = concat_indexes(indexes)
     if not any(index.splits.values()):
         raise DataError(f"{spec}: no clips found")

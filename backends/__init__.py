@@ -4,58 +4,57 @@
     be = create_backend("ort-cpu", "efficientnet_b0", threads=1)
     probs = be.predict(waves)          # float32 [B, 16000] -> float32 [B, N]
 
-torch and onnxruntime are imported only by the backend module that uses them, so
-`list_backends()` works (and says why) on a machine that lacks either.
+Each backend registers itself (backends.registry) in its own module, imported below; adding
+one is a new file and one import line. onnxruntime and torch are imported only when a
+backend that uses them is built or asked whether it can run, so `list_backends()` works (and
+says why) on a machine that lacks either.
 """
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
+from typing import Callable
 
-from backends.base import (BACKENDS, DEFAULT_THREADS, Backend, BackendStatus, BackendUnavailable, InferenceError,
+from backends.base import (DEFAULT_THREADS, Backend, BackendStatus, BackendUnavailable, InferenceError,
                            ModelFileError, as_batch)
+from backends.registry import (DEFAULT_BACKEND, BackendSpec, auto_order, backend_names, backend_spec, bench_order,
+                               default_fallbacks, register_backend)
 
-__all__ = ["BACKENDS", "DEFAULT_THREADS", "Backend", "BackendStatus", "BackendUnavailable", "InferenceError",
-           "ModelFileError", "as_batch", "backend_class", "create_backend", "list_backends"]
+from backends import torch_backend  # noqa: F401,E402  (registers torch-cpu, torch-cuda)
+from backends import ort  # noqa: F401,E402  (registers ort-cpu, ort-cuda, ort-directml, ort-int8)
 
-# name -> (module, class): resolved lazily so importing backends imports no runtime
-_CLASSES: dict[str, tuple[str, str]] = {
-    "torch-cpu": ("backends.torch_backend", "TorchCPUBackend"),
-    "torch-cuda": ("backends.torch_backend", "TorchCUDABackend"),
-    "ort-cpu": ("backends.ort", "OrtCPUBackend"),
-    "ort-cuda": ("backends.ort", "OrtCUDABackend"),
-    "ort-directml": ("backends.ort", "OrtDirectMLBackend"),
-    "ort-int8": ("backends.ort", "OrtInt8Backend"),
-}
-assert tuple(_CLASSES) == BACKENDS
+__all__ = ["DEFAULT_BACKEND", "DEFAULT_THREADS", "Backend", "BackendSpec", "BackendStatus", "BackendUnavailable",
+           "InferenceError", "ModelFileError", "as_batch", "auto_order", "backend_class", "backend_names",
+           "backend_spec", "bench_order", "create_backend", "default_fallbacks", "list_backends", "register_backend"]
 
 
 def backend_class(name: str) -> type:
-    if name not in _CLASSES:
-        raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
-    module, cls = _CLASSES[name]
-    return getattr(importlib.import_module(module), cls)
+    return backend_spec(name).cls
 
 
-def create_backend(name: str, model: str | Path, threads: int | None = None, **opts) -> Backend:
+def create_backend(name: str, model: str | Path, threads: int | None = None, *,
+                   log: Callable[[str], None] | None = print, **opts) -> Backend:
     """A ready backend. model: zoo name | run folder | .safetensors | .onnx.
 
     threads: intra-op threads (default DEFAULT_THREADS=1 for ORT, torch's own setting for torch).
-    opts: device_id=0 (GPU backends), provider_options={...} (ORT), log=callable|None (exports).
-    Raises BackendUnavailable (cannot run here: says what to install), ModelFileError (the model
-    file is unusable for this backend), FileNotFoundError/ValueError (bad reference).
+    log: where an ONNX backend reports the export it makes on first use of a checkpoint (None:
+    quiet); checkpoint backends export nothing. opts: device_id=0 (GPU backends),
+    provider_options={...} (ORT). Raises BackendUnavailable (cannot run here: says what to
+    install), ModelFileError (the model file is unusable for this backend),
+    FileNotFoundError/ValueError (bad reference).
     """
-    cls = backend_class(name)
-    ok, why = cls.availability()
+    spec = backend_spec(name)
+    ok, why = spec.cls.availability()
     if not ok:
         raise BackendUnavailable(f"{name}: {why}")
-    return cls(model, threads=threads, **opts)
+    if spec.artifact == "onnx":
+        opts["log"] = log
+    return spec.cls(model, threads=threads, **opts)
 
 
 def list_backends() -> list[BackendStatus]:
     """Every backend with whether it can run here and, if not, why and what to do."""
     out = []
-    for name in BACKENDS:
+    for name in backend_names():
         try:
             ok, why = backend_class(name).availability()
         except Exception as e:  # a broken install must still yield a status line, not a crash

@@ -1,18 +1,24 @@
 """The backend interface, its errors, and the input checks every backend shares.
 
-No torch or onnxruntime import here: `list_backends()` and the error types must work on a
-machine that has neither, so each runtime is imported only by the module that runs it.
+No runtime is imported here: `list_backends()` and the error types must work on a machine
+that lacks onnxruntime or a GPU build, so each runtime is imported only by the backend that
+runs it, when it is built. (The frontend settings a backend reports are torch-free to name,
+`kws.frontends` is imported for type checking only.)
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
-from kws.frontends import AnyFrontendConfig
+if TYPE_CHECKING:
+    from backends.registry import BackendSpec
+    from kws.frontends import AnyFrontendConfig
+    from zoo.meta import CheckpointMeta
 
-BACKENDS: tuple[str, ...] = ("torch-cpu", "torch-cuda", "ort-cpu", "ort-cuda", "ort-directml", "ort-int8")
+FeaturesFn = Callable[[np.ndarray], np.ndarray]  # log-mel features [B, C, M, F] -> probabilities [B, N]
 
 # One intra-op thread is the live-use default: a 1 s window is scored every hop (tens of ms),
 # one thread already runs EfficientNet-B0 in a few ms, and more threads mostly add jitter and
@@ -45,19 +51,41 @@ class BackendStatus:
 
 @runtime_checkable
 class Backend(Protocol):
-    """waveforms float32 [B, clip_samples] at 16 kHz -> probabilities float32 [B, N]."""
+    """waveforms float32 [B, clip_samples] at 16 kHz -> probabilities float32 [B, N].
 
-    name: str  # one of BACKENDS
+    Everything a caller (prediction, the live app, the bench) uses is here, so none of them
+    needs to ask a backend what it has.
+    """
+
+    spec: ClassVar[BackendSpec]  # its registry entry (backends.registry)
+    name: str  # spec.name
     device: str  # "cpu", "cuda:0", "dml:0"
     providers: tuple[str, ...]  # what actually runs the graph (ORT providers, or "torch")
     labels: tuple[str, ...]  # output order
     frontend: AnyFrontendConfig  # the input contract the model was trained with
     model_name: str
     threads: int | None  # intra-op threads (None: the runtime's default)
+    model_file: Path  # the file it runs: the ONNX graph, or the checkpoint
+    precision: str  # what the loaded graph computes: "fp32", or "int8" (an int8 backend may serve fp32)
+    quantization: dict[str, Any]  # the int8 selection's report carried by the model file; {} when none
 
     def warmup(self, batch_size: int = 1, runs: int = 3) -> None: ...
 
     def predict(self, waves: np.ndarray) -> np.ndarray: ...
+
+    def model_meta(self) -> CheckpointMeta:
+        """The checkpoint's metadata the model file carries (calibrated thresholds and figures)."""
+        ...
+
+    def features_predictor(self, model_ref: str | Path) -> tuple[FeaturesFn | None, str]:
+        """The same network without its frontend, on the same runtime and device; (None, why) if none."""
+        ...
+
+    @classmethod
+    def stream_step(cls, ref: str | Path, threads: int = 1, *, device_id: int = 0,
+                    log: Callable[[str], None] | None = print) -> tuple[Any, Any, tuple[str, ...], str]:
+        """(step, spec, labels, name) of `ref`'s streaming form on this backend (backends.streaming)."""
+        ...
 
 
 class BackendBase:
@@ -67,6 +95,8 @@ class BackendBase:
 
     frontend: AnyFrontendConfig
     model_name: str
+    precision: str = "fp32"
+    quantization: dict[str, Any] = {}  # never mutated: a backend with a report sets its own
 
     def warmup(self, batch_size: int = 1, runs: int = 3) -> None:
         x = np.zeros((batch_size, self.frontend.clip_samples), np.float32)
@@ -79,6 +109,16 @@ class BackendBase:
     def _run(self, x: np.ndarray) -> np.ndarray:
         """float32 [B, clip_samples] (checked, C-contiguous) -> probabilities [B, N] from the runtime."""
         raise NotImplementedError
+
+    def features_predictor(self, model_ref: str | Path) -> tuple[FeaturesFn | None, str]:
+        return None, f"{self.name} has no features-in entry point"
+
+    @classmethod
+    def stream_step(cls, ref: str | Path, threads: int = 1, *, device_id: int = 0,
+                    log: Callable[[str], None] | None = print) -> tuple[Any, Any, tuple[str, ...], str]:
+        from zoo.streaming import NoStreamingForm
+
+        raise NoStreamingForm(f"{cls.name} has no streaming path")
 
 
 def check_output(probs: np.ndarray, model_name: str) -> np.ndarray:

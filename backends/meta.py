@@ -8,9 +8,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
-from kws.frontends import AnyFrontendConfig, config_from_dict
+if TYPE_CHECKING:
+    from kws.frontends import AnyFrontendConfig
 
 FORMAT = "kws-onnx/1"
 INPUT_KINDS = ("waveform", "features", "stream")  # stream: backends.streaming's chunk + state graph
@@ -35,6 +36,7 @@ class ModelInfo:
 def parse_metadata(props: Mapping[str, str], path: str | Path) -> ModelInfo:
     """Validate and decode the metadata of `path`; ModelFileError names the file and the problem."""
     from backends.base import ModelFileError
+    from kws.frontends import config_from_dict  # the frontend modules (torch) load with a model, not before
 
     missing = [k for k in REQUIRED if k not in props]
     if missing:

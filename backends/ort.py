@@ -10,12 +10,16 @@ from __future__ import annotations
 import os
 import platform
 from pathlib import Path
-from typing import Any, Callable, ClassVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 import numpy as np
 
-from backends.base import DEFAULT_THREADS, BackendBase, BackendUnavailable, ModelFileError
+from backends.base import DEFAULT_THREADS, BackendBase, BackendUnavailable, FeaturesFn, ModelFileError
 from backends.meta import ModelInfo, parse_metadata
+from backends.registry import register_backend
+
+if TYPE_CHECKING:
+    from zoo.meta import CheckpointMeta
 
 CPU, CUDA, DML = "CPUExecutionProvider", "CUDAExecutionProvider", "DmlExecutionProvider"
 
@@ -43,9 +47,8 @@ def _installed_ort_package() -> str:
 class OrtBackend(BackendBase):
     """Base for the ort-* backends: model resolution, validation, session, predict."""
 
-    name: ClassVar[str] = "ort-cpu"
-    provider: ClassVar[str] = CPU
-    precision: ClassVar[str] = "fp32"
+    name: ClassVar[str]
+    provider: ClassVar[str] = CPU  # the one execution provider this backend runs, never replaced
 
     def __init__(self, model: str | Path, threads: int | None = None, device_id: int = 0,
                  provider_options: dict[str, Any] | None = None, log: Callable[[str], None] | None = print) -> None:
@@ -53,7 +56,8 @@ class OrtBackend(BackendBase):
         self._check_provider_present(ort)
         from backends.export import resolve_onnx
 
-        self.path = resolve_onnx(model, precision=self.precision, log=log)
+        self.ref = model
+        self.path = self.model_file = resolve_onnx(model, precision=self.spec.precision, log=log)
         self.threads = DEFAULT_THREADS if threads is None else int(threads)
         if self.threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
@@ -64,6 +68,8 @@ class OrtBackend(BackendBase):
         self.labels = self.info.labels
         self.frontend = self.info.frontend
         self.model_name = self.info.model_name
+        self.precision = self.info.precision  # an int8 backend serves fp32 when no int8 variant was faster
+        self.quantization = self.info.json("quantization", {}) or {}
         self.providers = tuple(self.session.get_providers())
         self.device = self.device_name()
         self._input = self.session.get_inputs()[0].name
@@ -148,7 +154,7 @@ class OrtBackend(BackendBase):
         if len(shape) != 2 or shape[1] != info.frontend.clip_samples:
             raise ModelFileError(f"{self.path}: input shape {shape} does not match the metadata's "
                                  f"{info.frontend.clip_samples}-sample clips")
-        if self.precision == "int8" and "quantization" not in props:
+        if self.spec.precision == "int8" and "quantization" not in props:
             raise ModelFileError(f"{self.path}: {self.name} needs a model made by backends.quantize "
                                  f"(python export.py REF --int8); this one is {info.precision}")
         return info
@@ -156,39 +162,56 @@ class OrtBackend(BackendBase):
     def _run(self, x: np.ndarray) -> np.ndarray:
         return self.session.run([self._output], {self._input: x})[0]
 
+    def model_meta(self) -> CheckpointMeta:
+        import json
+
+        from zoo.meta import CheckpointMeta
+
+        # the export copies the checkpoint's calibrated thresholds into the file's metadata
+        return CheckpointMeta(thresholds=json.loads(self.info.props.get("thresholds", "{}")) or {})
+
+    def features_predictor(self, model_ref: str | Path) -> tuple[FeaturesFn | None, str]:
+        """The features-in export of the same checkpoint, with this backend's session options and provider."""
+        if self.spec.precision != "fp32":
+            return None, "int8 exports are waveform-in only (the frontend stays float): no features-in graph"
+        from backends.export import resolve_onnx
+
+        ort = _ort()
+        path = resolve_onnx(model_ref, "fp32", features_in=True, log=None)
+        opts = self.default_provider_options(self.device_id)
+        sess = ort.InferenceSession(str(path), self.session_options(ort),
+                                    providers=[(self.provider, opts)] if opts else [self.provider])
+        name = sess.get_inputs()[0].name
+        return (lambda feats: sess.run(None, {name: feats})[0]), ""
+
+    @classmethod
+    def stream_step(cls, ref: str | Path, threads: int = 1, *, device_id: int = 0,
+                    log: Callable[[str], None] | None = print):
+        """(step, spec, labels, name) of `ref`'s streaming form: its streaming ONNX export on this provider."""
+        from backends.streaming import NoStreamingForm, OrtStep, read_stream_info, resolve_streaming
+
+        if cls.spec.precision != "fp32":
+            raise NoStreamingForm(f"{cls.name} runs the full-window {cls.spec.precision} graph (there is no "
+                                  f"{cls.spec.precision} streaming graph)")
+        path = resolve_streaming(ref, log=log)
+        info, spec = read_stream_info(path)
+        step = OrtStep(path, cls.provider, threads, {"device_id": device_id} if cls.spec.device != "cpu" else None)
+        return step, spec, tuple(info.labels), f"{info.model_name} (streaming, {cls.name})"
+
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(model={self.model_name!r}, path={str(self.path)!r}, device={self.device!r}, "
                 f"providers={self.providers}, threads={self.threads})")
 
 
+@register_backend("ort-cpu", artifact="onnx", device="cpu", auto_rank=30)
 class OrtCPUBackend(OrtBackend):
-    name = "ort-cpu"
     provider = CPU
 
 
-class OrtInt8Backend(OrtBackend):
-    """The int8 graph of backends.quantize on the CPU provider (or the fp32 graph, when int8 lost)."""
-
-    name = "ort-int8"
-    provider = CPU
-    precision = "int8"
-
-    @classmethod
-    def availability(cls) -> tuple[bool, str]:
-        ok, why = super().availability()
-        if not ok:
-            return ok, why
-        try:
-            import onnxruntime.quantization  # noqa: F401  (needs the onnx package)
-        except ImportError as e:
-            return True, f"ok for ready int8 .onnx files; quantizing needs: pip install onnx ({e})"
-        return True, why + ", onnxruntime.quantization"
-
-
+@register_backend("ort-cuda", artifact="onnx", device="cuda", auto_rank=0)
 class OrtCUDABackend(OrtBackend):
     """CUDA provider with IO binding: inputs and outputs live on the GPU, copied once each way."""
 
-    name = "ort-cuda"
     provider = CUDA
 
     @classmethod
@@ -220,10 +243,10 @@ class OrtCUDABackend(OrtBackend):
         return binding.copy_outputs_to_cpu()[0]
 
 
+@register_backend("ort-directml", artifact="onnx", device="dml", auto_rank=10)
 class OrtDirectMLBackend(OrtBackend):
     """DirectML (Windows, any DX12 GPU). DML needs memory patterns off and sequential execution."""
 
-    name = "ort-directml"
     provider = DML
 
     @classmethod
@@ -259,3 +282,21 @@ class OrtDirectMLBackend(OrtBackend):
 
     def device_name(self) -> str:
         return f"dml:{self.device_id}"
+
+
+@register_backend("ort-int8", artifact="onnx", device="cpu", precision="int8")
+class OrtInt8Backend(OrtBackend):
+    """The int8 graph of backends.quantize on the CPU provider (or the fp32 graph, when int8 lost)."""
+
+    provider = CPU
+
+    @classmethod
+    def availability(cls) -> tuple[bool, str]:
+        ok, why = super().availability()
+        if not ok:
+            return ok, why
+        try:
+            import onnxruntime.quantization  # noqa: F401  (needs the onnx package)
+        except ImportError as e:
+            return True, f"ok for ready int8 .onnx files; quantizing needs: pip install onnx ({e})"
+        return True, why + ", onnxruntime.quantization"

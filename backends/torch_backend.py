@@ -2,11 +2,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, Callable, ClassVar
 
 import numpy as np
 
-from backends.base import BackendBase, BackendUnavailable, ModelFileError
+from backends.base import BackendBase, BackendUnavailable, FeaturesFn, ModelFileError
+from backends.registry import register_backend
+
+if TYPE_CHECKING:
+    from zoo.meta import CheckpointMeta
 
 
 def _torch():
@@ -18,7 +22,7 @@ def _torch():
 
 
 class TorchBackend(BackendBase):
-    name: ClassVar[str] = "torch-cpu"
+    name: ClassVar[str]
 
     def __init__(self, model: str | Path, threads: int | None = None, device_id: int = 0) -> None:
         torch = _torch()
@@ -26,9 +30,10 @@ class TorchBackend(BackendBase):
         if Path(model).suffix == ".onnx":
             raise ModelFileError(f"{model}: an ONNX model; {self.name} runs PyTorch checkpoints (a zoo name, a run "
                                  f"folder or a .safetensors file). Run .onnx files with an ort-* backend.")
-        from zoo import load_model
+        from zoo import load_model, resolve_weights
 
-        m, self.meta = load_model(model)  # safetensors only: nothing is unpickled
+        self.model_file = resolve_weights(model)
+        m, self.meta = load_model(self.model_file)  # safetensors only: nothing is unpickled
         self.device = self._device(device_id)
         self.model = m.to(self.device).eval()
         # torch's thread count is process-wide: set it only when asked, and say so in the docs
@@ -65,18 +70,51 @@ class TorchBackend(BackendBase):
         with torch.inference_mode(), torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
             return torch.softmax(self.model(x).float(), dim=-1).cpu().numpy()
 
+    def model_meta(self) -> CheckpointMeta:
+        from zoo.meta import CheckpointMeta
+
+        return CheckpointMeta.from_dict(self.meta)
+
+    def features_predictor(self, model_ref: str | Path) -> tuple[FeaturesFn | None, str]:
+        torch = _torch()
+        model, device = self.model, self.device
+
+        def features(feats: np.ndarray) -> np.ndarray:
+            x = torch.from_numpy(feats).to(device)
+            with torch.inference_mode():
+                return torch.softmax(model.forward_features(x).float(), dim=-1).cpu().numpy()  # .cpu() syncs
+
+        return features, ""
+
+    @classmethod
+    def stream_step(cls, ref: str | Path, threads: int = 1, *, device_id: int = 0,
+                    log: Callable[[str], None] | None = print):
+        """(step, spec, labels, name) of `ref`'s streaming form: the torch module itself."""
+        from backends.streaming import TorchStep, streaming_form
+        from zoo import load_model
+
+        torch = _torch()
+        if Path(ref).suffix == ".onnx":
+            raise ModelFileError(f"{ref}: an ONNX file; {cls.name} runs checkpoints")
+        model, _ = load_model(ref)
+        mod, spec = streaming_form(model)
+        if threads:
+            torch.set_num_threads(int(threads))
+        device = "cpu" if cls.spec.device == "cpu" else f"{cls.spec.device}:{device_id}"
+        return TorchStep(mod, device), spec, tuple(model.labels), f"{model.cfg.name} (streaming, {cls.name})"
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(model={self.model_name!r}, device={self.device!r}, threads={self.threads})"
 
 
+@register_backend("torch-cpu", artifact="checkpoint", device="cpu", auto_rank=40)
 class TorchCPUBackend(TorchBackend):
-    name = "torch-cpu"
+    pass
 
 
+@register_backend("torch-cuda", artifact="checkpoint", device="cuda", auto_rank=20)
 class TorchCUDABackend(TorchBackend):
     """predict() ends in .cpu(), which synchronises: latency figures include the GPU work."""
-
-    name = "torch-cuda"
 
     @classmethod
     def availability(cls) -> tuple[bool, str]:

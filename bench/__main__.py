@@ -45,7 +45,7 @@ def run_parser() -> argparse.ArgumentParser:
                         "architecture's shipped weights (repeatable)")
     p.add_argument("--models", type=_csv, help="comma-separated model names (default: all registered; "
                    "quick: the default model, dscnn and efficientnet_b0); the others get n/a rows")
-    p.add_argument("--backends", type=_csv, help="comma-separated backends (default: all of backends.BACKENDS)")
+    p.add_argument("--backends", type=_csv, help="comma-separated backends (default: every registered backend)")
     p.add_argument("--eval-backend", help="backend for the streaming and noise evaluations (default: ort-cpu, "
                    "the live app's default, falling back to torch-cpu)")
     p.add_argument("--eval-threads", type=int, help="threads for the streaming and noise evaluations "

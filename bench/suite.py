@@ -22,7 +22,7 @@ from bench.matrix import MatrixConfig, ModelEntry, all_cores, quick_models, reso
 from bench.meta import bench_metadata, load_average
 from bench.noise import NoiseConfig
 from bench.streaming import StreamingConfig
-from bench.timing import TimingPolicy
+from kws.timing import TimingPolicy
 from kws.fsutil import atomic_write_json
 from kws.paths import exports_dir
 
@@ -38,7 +38,7 @@ class SuiteConfig:
     max_clips: int | None = None  # per data set, balanced over labels; None: the whole split
     runs: tuple[str, ...] = ()  # run folders / checkpoints to measure instead of the shipped weights
     models: tuple[str, ...] | None = None  # None: every registered model (quick: bench.matrix.quick_models())
-    backends: tuple[str, ...] = ()  # () -> backends.BACKENDS
+    backends: tuple[str, ...] = ()  # () -> every registered backend, in the bench order
     eval_backend: str = DEFAULT_EVAL_BACKEND  # streaming + noise (falls back to torch-cpu if unavailable)
     # The live app's default (backends.DEFAULT_THREADS): streaming models the live detector, and on a
     # shared machine one thread is also far steadier than several (no spinning on a busy core).
@@ -142,10 +142,10 @@ def run_suite(cfg: SuiteConfig, out_dir: Path, command: str | Sequence[str] | No
 
     argv: the CLI arguments, stored so that --resume re-creates exactly this configuration.
     """
-    from backends import BACKENDS
+    from backends import bench_order
 
     t_start = time.perf_counter()
-    backends = cfg.backends or tuple(BACKENDS)
+    backends = cfg.backends or bench_order()
     log(f"loading data: {', '.join(cfg.data_specs)}")
     evalsets = [load_evalset(s, cfg.split, cfg.max_clips, cfg.seed) for s in cfg.data_specs]
     only_reason = f"skipped by --quick (measures only {', '.join(cfg.models or ())})" if cfg.quick else \

@@ -55,44 +55,6 @@ def _peak_rss_mb() -> tuple[float, str]:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20, "getrusage ru_maxrss"
 
 
-def features_entry(be: Any, model_ref: str) -> tuple[Callable[[np.ndarray], np.ndarray] | None, str]:
-    """A features-in predict function for `be` ("model-only" latency), or None and why not.
-
-    Preference: the backend's own `predict_features`. Otherwise the same network the backend
-    runs, minus the frontend: torch backends call their model's `forward_features` on their
-    device; fp32 ort-* backends open the features-in export of the same checkpoint
-    (backends.export.resolve_onnx(features_in=True), prepared by the parent) with the backend's
-    own session options and provider. int8 graphs have no features-in form.
-    """
-    fn = getattr(be, "predict_features", None)
-    if callable(fn):
-        return fn, ""
-    model = getattr(be, "model", None)
-    if model is not None and hasattr(model, "forward_features"):
-        import torch
-
-        def torch_features(feats: np.ndarray) -> np.ndarray:
-            x = torch.from_numpy(feats).to(be.device)
-            with torch.inference_mode():
-                return torch.softmax(model.forward_features(x).float(), dim=-1).cpu().numpy()  # .cpu() syncs
-
-        return torch_features, ""
-    if hasattr(be, "session") and hasattr(be, "session_options"):
-        if getattr(be, "precision", "fp32") != "fp32":
-            return None, "int8 exports are waveform-in only (the frontend stays float): no features-in graph"
-        import onnxruntime as ort
-
-        from backends.export import resolve_onnx
-
-        path = resolve_onnx(model_ref, "fp32", features_in=True, log=None)
-        opts = be.default_provider_options(getattr(be, "device_id", 0))
-        sess = ort.InferenceSession(str(path), be.session_options(ort),
-                                    providers=[(be.provider, opts)] if opts else [be.provider])
-        name = sess.get_inputs()[0].name
-        return (lambda feats: sess.run(None, {name: feats})[0]), ""
-    return None, f"{getattr(be, 'name', 'backend')} has no features-in entry point"
-
-
 def _features(be: Any, wave: np.ndarray) -> np.ndarray:
     """Features of `wave` with the backend's own frontend (torch, eager)."""
     import torch
@@ -105,7 +67,7 @@ def _features(be: Any, wave: np.ndarray) -> np.ndarray:
 
 def _latency(fn: Callable[[], object], policy: Any) -> dict:
     from bench.stats import summarize_latency
-    from bench.timing import time_calls
+    from kws.timing import time_calls
 
     t = time_calls(fn, policy)
     return {**summarize_latency(t.seconds).to_dict(), "stopped_by": t.stopped_by, "warmup_runs": t.warmup_runs}
@@ -113,7 +75,7 @@ def _latency(fn: Callable[[], object], policy: Any) -> dict:
 
 def measure_waveform(be: Any, clips: np.ndarray, job: dict) -> dict:
     """First inference, batch-1 latency and throughput of a loaded, not yet used backend."""
-    from bench.timing import TimingPolicy, time_calls, time_once
+    from kws.timing import TimingPolicy, time_calls, time_once
 
     lat_policy = TimingPolicy(**job["latency_policy"])
     tp_policy = TimingPolicy(**job["throughput_policy"])
@@ -121,8 +83,7 @@ def measure_waveform(be: Any, clips: np.ndarray, job: dict) -> dict:
     out: dict[str, Any] = {}
     first_s, _ = time_once(lambda: be.predict(x1))
     out["first_inference_ms"] = first_s * 1e3
-    if hasattr(be, "warmup"):
-        be.warmup()
+    be.warmup()
     out["latency"] = _latency(lambda: be.predict(x1), lat_policy)
     tp = {"1": {"clips_per_s": float(1e3 / out["latency"]["mean_ms"]), "batch_ms_p50": out["latency"]["p50_ms"],
                 "runs": out["latency"]["n"]}}
@@ -138,9 +99,9 @@ def measure_waveform(be: Any, clips: np.ndarray, job: dict) -> dict:
 
 def measure_features(be: Any, clips: np.ndarray, job: dict) -> dict:
     """Model-only batch-1 latency (features in), or the reason there is none."""
-    from bench.timing import TimingPolicy
+    from kws.timing import TimingPolicy
 
-    fn, reason = features_entry(be, job["model_ref"])
+    fn, reason = be.features_predictor(job["model_ref"])
     if fn is None:
         return {"latency_model_only": None, "model_only_reason": reason}
     f1 = np.ascontiguousarray(_features(be, np.ascontiguousarray(clips[:1])))
@@ -157,26 +118,23 @@ def predict_top1(be: Any, waves: np.ndarray, batch: int) -> list[int]:
 
 
 def file_size(be: Any) -> tuple[str | None, int | None]:
-    """The model file the backend actually runs (ONNX for ort-*, the checkpoint for torch-*)."""
-    for attr in ("model_path", "onnx_path", "path", "weights_path"):
-        p = getattr(be, attr, None)
-        if p and Path(p).is_file():
-            return str(p), Path(p).stat().st_size
-    return None, None
+    """The model file the backend actually runs (an ONNX graph, or the checkpoint)."""
+    p = be.model_file
+    return (str(p), p.stat().st_size) if p.is_file() else (None, None)
 
 
 def run_job(job: dict) -> dict:
     baseline = _rss_mb()  # the bare interpreter + numpy: everything above it is this backend's cost
-    from backends import create_backend  # (backends.base imports kws.frontend, hence torch, for every backend)
+    from backends import create_backend
 
-    from bench.timing import time_once
+    from kws.timing import time_once
 
     clips = from_int16(np.load(job["latency_clips"]))
     result: dict[str, Any] = {"rss_baseline_mb": baseline, "settings": [], "preds": {}}
     for i, threads in enumerate(job["threads"]):
         load_s, be = time_once(lambda: create_backend(job["backend"], model=job["backend_model"], threads=threads))
-        row = {"threads": threads, "load_s": load_s, "device": str(getattr(be, "device", "")),
-               "providers": list(getattr(be, "providers", ()) or ())}
+        row = {"threads": threads, "load_s": load_s, "device": str(be.device),
+               "providers": list(be.providers)}
         row.update(measure_waveform(be, clips, job))
         if i == 0:  # before the features-in session and the evaluation data add their own memory
             result["peak_rss_mb"], result["peak_rss_source"] = _peak_rss_mb()

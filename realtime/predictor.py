@@ -11,13 +11,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from backends.registry import DEFAULT_BACKEND
 from realtime.engine import PredictFn, StreamModel
-
-DEFAULT_BACKEND = "ort-cpu"
-# "auto" prefers a GPU provider, then the portable CPU backends.
-AUTO_ORDER = ("ort-cuda", "ort-directml", "torch-cuda", "ort-cpu", "torch-cpu")
-# When the *default* backend is unavailable (never when the user named one): the next CPU backend.
-DEFAULT_FALLBACKS = ("torch-cpu",)
 
 
 class ModelLoadError(RuntimeError):
@@ -56,8 +51,6 @@ def _backends() -> Any:
     except ImportError as e:
         raise ModelLoadError(f"the inference backends are not importable ({e}); is the project installed "
                              f"(pip install -r requirements.txt)?") from None
-    if not hasattr(backends, "create_backend"):
-        raise ModelLoadError("the backends package is incomplete (no create_backend)")
     return backends
 
 
@@ -73,36 +66,23 @@ def _log_stderr(msg: str) -> None:
 
 def _open(backend: str, model: str, threads: int, streaming: bool = True) -> Predictor:
     be_mod = _backends()
-    # ORT backends report exports (first use of a checkpoint); stdout carries the detections
-    opts = {"log": _log_stderr} if backend.startswith("ort-") else {}
-    be = be_mod.create_backend(backend, model=model, threads=threads, **opts)
-    if hasattr(be, "warmup"):
-        be.warmup()  # the first call allocates; keep it out of the latency figures
+    # exports made on first use of a checkpoint are reported on stderr: stdout carries the detections
+    be = be_mod.create_backend(backend, model=model, threads=threads, log=_log_stderr)
+    be.warmup()  # the first call allocates; keep it out of the latency figures
 
     def predict(waves: np.ndarray) -> np.ndarray:
         return be.predict(np.ascontiguousarray(waves, dtype=np.float32))
 
-    providers = tuple(getattr(be, "providers", ()) or ())
-    precision = getattr(getattr(be, "info", None), "precision", None)  # ORT backends read it from the file
     thresholds, th_note = _thresholds(be, model)
     open_stream, note = _stream_factory(model, backend, threads) if streaming else (None, "streaming off")
-    return Predictor(predict, tuple(be.labels), getattr(be, "name", backend), providers,
-                     str(getattr(be, "device", "cpu")), str(getattr(be, "model_name", model)), precision,
-                     open_stream, note, thresholds, th_note)
+    return Predictor(predict, tuple(be.labels), be.name, tuple(be.providers), str(be.device), str(be.model_name),
+                     be.precision, open_stream, note, thresholds, th_note)
 
 
 def _thresholds(be: Any, model: str) -> tuple[dict[str, float] | None, str]:
     """The calibrated per-word thresholds a backend's model carries (checkpoint meta or ONNX metadata)."""
-    import json
-
-    from zoo.meta import CheckpointMeta
-
     try:
-        if getattr(be, "meta", None) is not None:  # torch backends: the checkpoint's meta
-            meta = CheckpointMeta.from_dict(be.meta)
-        else:  # ORT backends: the export copied it into the metadata
-            props = getattr(getattr(be, "info", None), "props", {}) or {}
-            meta = CheckpointMeta(thresholds=json.loads(props.get("thresholds", "{}")) or {})
+        meta = be.model_meta()
         values = meta.word_thresholds()
     except (ValueError, TypeError) as e:
         raise ModelLoadError(f"{model}: its calibrated thresholds are unreadable ({e}); recalibrate it with "
@@ -116,8 +96,6 @@ def _stream_factory(model: str, backend: str, threads: int) -> tuple[Callable[[]
         from backends.streaming import NoStreamingForm, StreamRunner, stream_step
     except ImportError as e:
         return None, f"streaming unavailable ({e})"
-    if backend == "ort-int8":
-        return None, "ort-int8 runs the full-window int8 graph (there is no int8 streaming graph)"
     if str(model).lower().endswith(".onnx"):
         return None, "an ONNX file carries only its own graph: the streaming form is exported from a checkpoint"
     try:
@@ -139,22 +117,26 @@ def load_predictor(model: str, backend: str = DEFAULT_BACKEND, threads: int = 1,
     the model's streaming form on the same backend (exported on first use), when it has one.
     """
     be_mod = _backends()
-    unavailable = getattr(be_mod, "BackendUnavailable", RuntimeError)
-    known = tuple(getattr(be_mod, "BACKENDS", ()))
-    if known and backend != "auto" and backend not in known:
+    unavailable = be_mod.BackendUnavailable
+    known = be_mod.backend_names()
+    if backend != "auto" and backend not in known:
         raise ModelLoadError(f"unknown backend {backend!r}; choose one of: auto, {', '.join(known)}")
     onnx = str(model).lower().endswith(".onnx")
+
+    def can_run(b: str) -> bool:
+        # checkpoint backends cannot run an .onnx file: offering them one can only fail, and that
+        # failure ("torch-cpu runs PyTorch checkpoints") would replace the real one
+        return not onnx or be_mod.backend_spec(b).runs_onnx_files
+
     if backend == "auto":
         status = available_backends()
-        # torch backends run checkpoints only: offering them an .onnx file can only fail, and that
-        # failure ("torch-cpu runs PyTorch checkpoints") would replace the real one
-        order = [b for b in AUTO_ORDER if status.get(b) == "" and not (onnx and b.startswith("torch-"))]
+        order = [b for b in be_mod.auto_order() if status.get(b) == "" and can_run(b)]
         if not order:
             raise ModelLoadError("no inference backend is available: " +
                                  "; ".join(f"{k}: {v}" for k, v in status.items()))
         candidates, backend_is_default = order, True
     else:
-        fallbacks = [b for b in DEFAULT_FALLBACKS if not (onnx and b.startswith("torch-"))]
+        fallbacks = [b for b in be_mod.default_fallbacks(backend) if can_run(b)]
         candidates = [backend] + (fallbacks if backend_is_default else [])
     first_reason = ""
     for i, name in enumerate(candidates):

@@ -8,7 +8,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from backends import (BACKENDS, Backend, BackendUnavailable, as_batch, backend_class, create_backend,
+from backends import (Backend, BackendUnavailable, as_batch, backend_class, backend_names, create_backend,
                       list_backends)
 from backends.clips import Clips
 from backends.export import resolve_onnx
@@ -32,7 +32,7 @@ def torch_ref(env):
 
 def test_list_backends_says_why():
     status = {s.name: s for s in list_backends()}
-    assert tuple(status) == BACKENDS
+    assert tuple(status) == backend_names()
     for s in status.values():
         assert s.reason, s
     assert status["ort-cpu"].available and status["torch-cpu"].available
@@ -92,7 +92,7 @@ def test_torch_cuda_unavailable_says_why():
     import torch
 
     if torch.cuda.is_available():
-        pytest.skip("a GPU is present: torch-cuda runs (see backends.selfcheck)")
+        pytest.skip("a GPU is present: torch-cuda runs (see bench.selfcheck)")
     with pytest.raises(BackendUnavailable, match="torch-cuda"):
         create_backend("torch-cuda", "dscnn")
 
@@ -234,7 +234,7 @@ def test_int8_keeps_frontend_and_depthwise_float(env, tmp_path):
     import onnx
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from backends.export import join, split
+    from backends.onnxgraph import join, split
     from backends.quantize import Variant, _quantize_net, node_groups
 
     front, net = split(onnx.load(str(env[1])))

@@ -1,4 +1,4 @@
-"""Issue 15's defects, each reproduced: the typed error or the right result, never a traceback or a NaN."""
+"""Reliability defects, each reproduced: the typed error or the right result, never a traceback or a NaN."""
 from __future__ import annotations
 
 import json
@@ -14,8 +14,8 @@ import onnx
 import pytest
 import soundfile as sf
 
-import live
-import train as train_cli
+from cli import live
+from cli import train as train_cli
 import zoo
 from kws.audio import CLIP_SAMPLES, SAMPLE_RATE, AudioError, load_audio, stream_audio
 from kws.fsutil import file_lock
@@ -54,23 +54,23 @@ def test_an_absurd_float_sample_is_a_typed_error(tmp_path):
 
 
 def test_the_cli_never_prints_nan(run_dir, tmp_path, capsys):
-    from kws.__main__ import main
+    from cli.predict import main
 
     x = np.zeros(CLIP_SAMPLES, np.float32)
     sf.write(tmp_path / "ok.wav", x + 0.01, SAMPLE_RATE, subtype="FLOAT")
     x[5] = 3e38
     sf.write(tmp_path / "bad.wav", x, SAMPLE_RATE, subtype="FLOAT")
-    rc = main(["predict", str(tmp_path / "bad.wav"), str(tmp_path / "ok.wav"), "--model", str(run_dir), "--json"])
+    rc = main([str(tmp_path / "bad.wav"), str(tmp_path / "ok.wav"), "--model", str(run_dir), "--json"])
     rows = [_strict_json(ln) for ln in capsys.readouterr().out.splitlines()]
     assert rc == 1 and rows[0]["label"] is None and "absurd sample values" in rows[0]["error"]
     assert rows[1]["label"] is not None and 0 < rows[1]["confidence"] <= 1
 
 
 def test_every_backend_refuses_nan_scores(run_dir, monkeypatch):
-    from backends import BACKENDS, InferenceError, backend_class, create_backend
+    from backends import InferenceError, backend_class, backend_names, create_backend
     from backends.base import BackendBase
 
-    for name in BACKENDS:  # the check lives in the one predict that no backend overrides
+    for name in backend_names():  # the check lives in the one predict that no backend overrides
         assert backend_class(name).predict is BackendBase.predict, name
     waves = np.zeros((3, CLIP_SAMPLES), np.float32)
     waves[1, 7] = 3e38  # finite, but it overflows the log-mel frontend into NaN
@@ -81,7 +81,7 @@ def test_every_backend_refuses_nan_scores(run_dir, monkeypatch):
         assert e.value.rows == (1,)
 
     # predict_files: the clip that cannot be scored is reported, its batch mates still answered
-    import kws.predict as kp
+    import inference.predict as kp
 
     real = kp.load_clip
     monkeypatch.setattr(kp, "load_clip", lambda p, length: waves[1] if "odd" in str(p) else real(p, length=length))

@@ -4,12 +4,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from backends import BACKENDS, BackendUnavailable, create_backend, list_backends
+from backends import BackendUnavailable, backend_names, create_backend, list_backends
 
 STATUS = {s.name: s for s in list_backends()}
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
+@pytest.fixture(scope="module", params=backend_names())
 def backend(request, model_ref):
     s = STATUS.get(request.param)
     if s is None or not s.available:

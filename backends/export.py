@@ -27,6 +27,7 @@ import numpy as np
 from backends.base import ModelFileError
 from backends.clips import Clips, get_clips
 from backends.meta import FEATURES_TENSOR, FORMAT, read_onnx_info
+from backends.onnxgraph import cpu_session, join, run_batched
 from backends.optimize import optimize
 from kws.fsutil import atomic_path, atomic_write_json, file_lock, sha256_of, sweep_temps, temp_files
 from kws.paths import exports_dir
@@ -60,18 +61,6 @@ class Parity:
                 f"max |dprob| {self.max_abs_diff:.2e} ({self.clips})")
 
 
-TIE = 1e-6  # probabilities this close are a tie: float rounding may order them either way
-
-
-def top1_agreement(ref: np.ndarray, got: np.ndarray, tie: float = TIE) -> float:
-    """Share of rows whose top-1 matches, counting a row as agreeing when `got`'s pick scores within
-    `tie` of the reference's best (an untrained model's near-uniform outputs are all ties).
-    The streaming export's gate uses it; the full-window gate still counts exact argmax matches."""
-    pick = got.argmax(1)
-    rows = np.arange(len(ref))
-    return float((ref[rows, ref.argmax(1)] - ref[rows, pick] <= tie).mean())
-
-
 @dataclass(frozen=True)
 class ExportReport:
     path: str
@@ -98,7 +87,7 @@ def tool_versions() -> dict[str, str]:
 def prepare_for_export(model: "KWSModel") -> "KWSModel":
     """A copy in eval mode with the export frontend and Linear+BatchNorm1d folded.
 
-    The exporter folds Conv+BN itself but leaves BatchNorm1d after a Linear (the seed's
+    The exporter folds Conv+BN itself but leaves BatchNorm1d after a Linear (the
     progressive head) as a separate op; folding it removes three ops per head at no cost.
     """
     import torch
@@ -148,62 +137,6 @@ def _net(model: "KWSModel") -> "torch.nn.Module":
             return torch.softmax(self.model.forward_features(feats), dim=-1)
 
     return Net().eval()
-
-
-def join(frontend: "onnx.ModelProto", net: "onnx.ModelProto") -> "onnx.ModelProto":
-    """frontend (waveform -> features) + net (features -> probs) as one graph, joined at `features`."""
-    import onnx
-    from onnx import compose
-
-    frontend = _prefix_internal(frontend, "frontend/")
-    frontend.ir_version = net.ir_version = min(frontend.ir_version, net.ir_version)
-    # the quantizer may add the com.microsoft domain to the net: give both sides the union
-    ops: dict[str, int] = {}
-    for m in (frontend, net):
-        for o in m.opset_import:
-            ops[o.domain] = max(ops.get(o.domain, 0), o.version)
-    for m in (frontend, net):
-        del m.opset_import[:]
-        m.opset_import.extend(onnx.helper.make_opsetid(d, v) for d, v in ops.items())
-    return compose.merge_models(frontend, net, io_map=[(FEATURES_TENSOR, FEATURES_TENSOR)])
-
-
-def _prefix_internal(model: "onnx.ModelProto", prefix: str) -> "onnx.ModelProto":
-    """Prefix node names and internal tensor names (not the graph's inputs/outputs), so two graphs
-    can be joined without clashes and the frontend's nodes are recognisable by name.
-    (onnx.compose.add_prefix renames the graph outputs of some graphs despite rename_outputs=False.)"""
-    import onnx
-
-    m = onnx.ModelProto()
-    m.CopyFrom(model)
-    g = m.graph
-    keep = {v.name for v in g.input} | {v.name for v in g.output} | {""}
-
-    def ren(name: str) -> str:
-        return name if name in keep else prefix + name
-
-    for n in g.node:
-        n.name = prefix + n.name
-        n.input[:] = [ren(x) for x in n.input]
-        n.output[:] = [ren(x) for x in n.output]
-    for t in g.initializer:
-        t.name = ren(t.name)
-    for v in g.value_info:
-        v.name = ren(v.name)
-    return m
-
-
-def split(model: "onnx.ModelProto") -> tuple["onnx.ModelProto", "onnx.ModelProto"]:
-    """The inverse of join: (frontend, net) of a waveform-in export, cut at `features`."""
-    from onnx.utils import Extractor
-
-    names = {o for n in model.graph.node for o in n.output}
-    if FEATURES_TENSOR not in names:
-        raise ModelFileError(f"graph has no {FEATURES_TENSOR!r} tensor between frontend and network "
-                             f"(not exported by backends.export?)")
-    inp, out = model.graph.input[0].name, model.graph.output[0].name
-    ex = Extractor(model)
-    return ex.extract_model([inp], [FEATURES_TENSOR]), ex.extract_model([FEATURES_TENSOR], [out])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -309,12 +242,6 @@ def parity_passed(props: dict[str, str]) -> bool:
     return isinstance(record, dict) and record.get("passed") is True
 
 
-def save_model(model: "onnx.ModelProto", path: str | Path) -> Path:
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(model.SerializeToString())
-    return Path(path)
-
-
 # ---------------------------------------------------------------------------------------------
 # export + parity
 
@@ -369,15 +296,7 @@ def torch_features(model: "KWSModel", waves: np.ndarray) -> np.ndarray:
 
 
 def run_onnx(path_or_bytes: str | Path | bytes, x: np.ndarray, threads: int = 1, batch: int = 32) -> np.ndarray:
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
-    so.log_severity_level = 3
-    src = path_or_bytes if isinstance(path_or_bytes, bytes) else str(path_or_bytes)
-    sess = ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
-    name = sess.get_inputs()[0].name
-    return np.concatenate([sess.run(None, {name: x[i:i + batch]})[0] for i in range(0, len(x), batch)])
+    return run_batched(cpu_session(path_or_bytes, threads), x, batch)
 
 
 def compare(ref: np.ndarray, got: np.ndarray, clips: Clips, reference: str) -> Parity:
@@ -473,11 +392,12 @@ def resolve_onnx(ref: str | Path, precision: str = "fp32", features_in: bool = F
         with _entry_lock(out.parent):
             return out if _cached(out) else _quantize(p, out, log)
     from zoo import load_checkpoint, resolve_weights
+    from zoo.checkpoint import model_name
 
     weights = resolve_weights(ref)
     if weights.suffix == ".onnx":
         return resolve_onnx(weights, precision, features_in, log)
-    folder = exports_dir() / f"{_model_name(weights)}-{sha256_of(weights)[:16]}-v{EXPORT_VERSION}"
+    folder = exports_dir() / f"{model_name(weights)}-{sha256_of(weights)[:16]}-v{EXPORT_VERSION}"
     fp32 = folder / ("model.features.onnx" if features_in else "model.onnx")
     if not _cached(fp32):
         with _entry_lock(folder):
@@ -505,12 +425,6 @@ def _entry_lock(folder: Path) -> Iterator[None]:
     with file_lock(folder / ".lock", what="this export cache entry"):
         sweep_temps(temp_files(folder))
         yield
-
-
-def _model_name(weights: Path) -> str:
-    from zoo.checkpoint import read_header
-
-    return read_header(weights)[0].name  # raises the checkpoint's own clear error
 
 
 def _cached(path: Path) -> bool:

@@ -44,8 +44,9 @@ import numpy as np
 
 from backends.base import ModelFileError
 from backends.clips import Clips, get_clips
+from backends.onnxgraph import cpu_session, join, run_batched, save_model, split
 from backends.optimize import resize_gates_to_broadcast
-from backends.timing import interleaved_latency
+from kws.timing import interleaved_latency
 
 if TYPE_CHECKING:
     import onnx
@@ -229,7 +230,7 @@ def layer_sensitivity(pre: Path, work: Path, candidates: Sequence[str], feats: n
     for name in bar:
         q = work / "alone.onnx"
         _quantize_net(pre, q, Variant("alone"), feats, only=[name], cache=cache)
-        got = _run(_session(str(q), threads), feats)
+        got = run_batched(cpu_session(str(q), threads), feats)
         rows.append({"node": name, "kl": _kl(ref, got), "agreement": float((got.argmax(1) == ref.argmax(1)).mean())})
         bar.set_postfix(kl=f"{rows[-1]['kl']:.2e}")
     return sorted(rows, key=lambda r: -r["kl"])
@@ -249,25 +250,11 @@ def _float_sensitive(pre: Path, work: Path, exclude: Sequence[str], ranked: Sequ
         chosen = pool[:k]
         q = work / "sensitive.onnx"
         _quantize_net(pre, q, Variant("sensitive"), feats, exclude=[*exclude, *chosen], cache=cache)
-        got = _run(_session(str(q), threads), feats)
+        got = run_batched(cpu_session(str(q), threads), feats)
         agree = float((got.argmax(1) == ref.argmax(1)).mean())
         if agree >= min_agreement:
             break
     return chosen, agree
-
-
-def _session(src: bytes | str, threads: int):
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
-    so.log_severity_level = 3
-    return ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
-
-
-def _run(sess, x: np.ndarray, batch: int = 32) -> np.ndarray:
-    name = sess.get_inputs()[0].name
-    return np.concatenate([sess.run(None, {name: x[i:i + batch]})[0] for i in range(0, len(x), batch)])
 
 
 def label_accuracy(probs: np.ndarray, words: Sequence[str] | None, labels: Sequence[str]) -> float | None:
@@ -296,7 +283,6 @@ def quantize_int8(fp32_path: str | Path, out_path: str | Path, calib: Clips | No
     import onnx
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from backends.export import join, save_model, split
     from backends.meta import read_onnx_info
 
     t0 = time.time()
@@ -313,10 +299,10 @@ def quantize_int8(fp32_path: str | Path, out_path: str | Path, calib: Clips | No
         raise ModelFileError(f"{fp32_path}: {e}") from None
     calib = calib if calib is not None else get_clips(CALIB_CLIPS, "calib")
     evalset = evalset if evalset is not None else get_clips(EVAL_CLIPS, "eval")
-    fp32_sess = _session(str(fp32_path), threads)
-    front_sess = _session(front.SerializeToString(), threads)
-    calib_feats = _run(front_sess, calib.waves)
-    ref = _run(fp32_sess, evalset.waves)
+    fp32_sess = cpu_session(str(fp32_path), threads)
+    front_sess = cpu_session(front.SerializeToString(), threads)
+    calib_feats = run_batched(front_sess, calib.waves)
+    ref = run_batched(fp32_sess, evalset.waves)
     acc_fp32 = label_accuracy(ref, evalset.words, info.labels)
     one = evalset.waves[:1]
 
@@ -349,7 +335,7 @@ def quantize_int8(fp32_path: str | Path, out_path: str | Path, calib: Clips | No
         ranking_error = ""
         if sensitive_variants:  # rank the layers that some sensitive variant would quantize
             always_float = set.intersection(*(structural(v) for v in sensitive_variants))
-            calib_ref = _run(_session(str(pre), threads), calib_feats)
+            calib_ref = run_batched(cpu_session(str(pre), threads), calib_feats)
             # the ranges from every calibration clip, cached before the ranking's first (smaller) run would
             _quantize_net(pre, work / "calibrate.onnx", Variant("calibrate"), calib_feats, only=quantizable[:1],
                           cache=cache)
@@ -373,12 +359,12 @@ def quantize_int8(fp32_path: str | Path, out_path: str | Path, calib: Clips | No
                 _quantize_net(pre, q, v, calib_feats, exclude=[*exclude, *sensitive], cache=cache)
                 qnet = onnx.load(str(q))
                 merged = join(front, qnet).SerializeToString()
-                sess = _session(merged, threads)
+                sess = cpu_session(merged, threads)
             except Exception as e:  # a variant the quantizer or ORT refuses is reported, not fatal
                 cands.append(Candidate(v.name, 0.0, float("nan"), float("nan"), 0.0, 0,
                                        note=f"failed: {type(e).__name__}: {str(e)[:160]}"))
                 continue
-            got = _run(sess, evalset.waves)
+            got = run_batched(sess, evalset.waves)
             n_q = sum(n.op_type in ("QuantizeLinear", "QLinearConv", "DynamicQuantizeLinear", "MatMulInteger",
                                     "QLinearMatMul") for n in qnet.graph.node)
             producer = {o: n.op_type for n in qnet.graph.node for o in n.output}

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 import numpy as np
 
 from backends.base import BackendUnavailable, ModelFileError, check_output
+from backends.registry import DEFAULT_BACKEND
 from zoo.streaming import NoStreamingForm, StreamSpec
 
 if TYPE_CHECKING:
@@ -304,7 +305,8 @@ def export_streaming(model: "KWSModel", path: str | Path, *, checkpoint_meta: di
     import torch
 
     from backends.export import (DEFAULT_OPSET, build_metadata, finalize, ort_basic_optimize, parity_passed,
-                                 reducemean_to_gap, set_parity, top1_agreement)
+                                 reducemean_to_gap, set_parity)
+    from kws.metrics import top1_agreement_probs
     from kws.fsutil import atomic_path
 
     mod, spec = streaming_form(model)
@@ -332,7 +334,7 @@ def export_streaming(model: "KWSModel", path: str | Path, *, checkpoint_meta: di
             wave, what = parity_signal()
             ref = run_pattern(TorchStep(mod), spec, model.labels, wave)
             got = run_pattern(OrtStep(tmp), spec, model.labels, wave)
-            report = StreamParity(what, len(ref), float(np.abs(ref - got).max()), top1_agreement(ref, got))
+            report = StreamParity(what, len(ref), float(np.abs(ref - got).max()), top1_agreement_probs(ref, got))
             if log:
                 log(f"{Path(path).name}: {report.line()}")
             if report.top1_agreement < 1.0 or report.max_abs_diff > 1e-3:
@@ -378,7 +380,8 @@ def resolve_streaming(ref: str | Path, log: Callable[[str], None] | None = print
     from backends.export import exports_dir
     from kws.fsutil import sha256_of
     from kws.fsutil import file_lock, sweep_temps, temp_files
-    from zoo import load_checkpoint, read_header, resolve_weights
+    from zoo import load_checkpoint, resolve_weights
+    from zoo.checkpoint import model_name
 
     if Path(ref).suffix == ".onnx":
         read_stream_info(ref)  # a streaming export is used as is; any other ONNX file is refused, with the fix
@@ -386,7 +389,7 @@ def resolve_streaming(ref: str | Path, log: Callable[[str], None] | None = print
     weights = resolve_weights(ref)
     if weights.suffix != ".safetensors":
         raise ModelFileError(f"{weights}: a streaming export is made from a zoo checkpoint (.safetensors)")
-    name = read_header(weights)[0].name
+    name = model_name(weights)
     folder = exports_dir() / f"{name}-{sha256_of(weights)[:16]}-s{STREAM_VERSION}"
     out = folder / STREAM_FILE
     if _stream_cached(out):
@@ -401,37 +404,17 @@ def resolve_streaming(ref: str | Path, log: Callable[[str], None] | None = print
     return out
 
 
-PROVIDERS = {"ort-cpu": "CPUExecutionProvider", "ort-cuda": "CUDAExecutionProvider",
-             "ort-directml": "DmlExecutionProvider"}
-
-
-def stream_step(ref: str | Path, backend: str = "ort-cpu", threads: int = 1, *, device_id: int = 0,
+def stream_step(ref: str | Path, backend: str = DEFAULT_BACKEND, threads: int = 1, *, device_id: int = 0,
                 log: Callable[[str], None] | None = print) -> tuple[StepFn, StreamSpec, tuple[str, ...], str]:
     """(step, spec, labels, name) of `ref`'s streaming form on `backend`; the step is stateless and can
-    serve any number of runners. Raises NoStreamingForm when the model has none."""
-    if backend in PROVIDERS:
-        path = resolve_streaming(ref, log=log)
-        info, spec = read_stream_info(path)
-        opts = {"device_id": device_id} if backend in ("ort-cuda", "ort-directml") else None
-        step = OrtStep(path, PROVIDERS[backend], threads, opts)
-        return step, spec, tuple(info.labels), f"{info.model_name} (streaming, {backend})"
-    if backend in ("torch-cpu", "torch-cuda"):
-        import torch
+    serve any number of runners. Each backend class builds its own (`stream_step`): ONNX ones run
+    the streaming export, checkpoint ones the torch module. Raises NoStreamingForm when there is none."""
+    from backends.registry import backend_spec
 
-        from zoo import load_model
-
-        if Path(ref).suffix == ".onnx":
-            raise ModelFileError(f"{ref}: an ONNX file; {backend} runs checkpoints")
-        model, _ = load_model(ref)
-        mod, spec = streaming_form(model)
-        if threads:
-            torch.set_num_threads(int(threads))
-        device = "cpu" if backend == "torch-cpu" else f"cuda:{device_id}"
-        return TorchStep(mod, device), spec, tuple(model.labels), f"{model.cfg.name} (streaming, {backend})"
-    raise ValueError(f"unknown backend {backend!r} for streaming")
+    return backend_spec(backend).cls.stream_step(ref, threads, device_id=device_id, log=log)
 
 
-def open_stream(ref: str | Path, backend: str = "ort-cpu", threads: int = 1, *, device_id: int = 0,
+def open_stream(ref: str | Path, backend: str = DEFAULT_BACKEND, threads: int = 1, *, device_id: int = 0,
                 log: Callable[[str], None] | None = print) -> StreamRunner:
     """A fresh StreamRunner of `ref` on `backend` (ort-* run the streaming ONNX export, torch-* the module)."""
     step, spec, labels, name = stream_step(ref, backend, threads, device_id=device_id, log=log)

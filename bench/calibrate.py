@@ -40,6 +40,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from realtime.engine import EngineConfig, ScoreTrace, replay_trigger, trigger_mask
+from backends.registry import DEFAULT_BACKEND
 
 DEFAULT_TARGET = 0.5  # false accepts per hour, all words together (openWakeWord's aim)
 T_MIN, T_MAX = 0.5, 0.9999  # a threshold below 0.5 would let a word fire with most of the probability elsewhere
@@ -174,7 +175,7 @@ def combine(model: dict[str, float], room: dict[str, float], replace: bool) -> d
 # ----------------------------------------------------------------------------- scoring a recording
 
 
-def score_audio(ref: str, wave: np.ndarray, cfg: EngineConfig, backend: str = "ort-cpu", threads: int = 1
+def score_audio(ref: str, wave: np.ndarray, cfg: EngineConfig, backend: str = DEFAULT_BACKEND, threads: int = 1
                 ) -> tuple[ScoreTrace, str]:
     """The live app's per-hop scores on `wave`: the model's streaming path when it has one (its hop)."""
     from realtime.engine import run_offline
@@ -212,7 +213,7 @@ def write_calibrated(ref: str, out: Path, thresholds: dict[str, Any]) -> Path:
     if str(ref).endswith(".onnx"):
         import onnx
 
-        from backends.export import save_model
+        from backends.onnxgraph import save_model
 
         m = onnx.load(str(ref))
         kept = [(p.key, p.value) for p in m.metadata_props if p.key != "thresholds"]
@@ -246,7 +247,7 @@ def calibrate_parser() -> argparse.ArgumentParser:
                    "higher of them and the model's")
     p.add_argument("--out", type=Path, help="the calibrated copy (default: next to the recording, or "
                    "runs/calibrated/<model>.safetensors)")
-    p.add_argument("--backend", default="ort-cpu")
+    p.add_argument("--backend", default=DEFAULT_BACKEND)
     return p
 
 

@@ -126,7 +126,7 @@ def score(run: Path, clips, cfg) -> np.ndarray:
 
     import zoo
     from kws.data.cache import cache_root
-    from kws.train.features import cached_views
+    from training.features import cached_views
 
     model, _ = zoo.load_model(run)
     model.float().eval()
@@ -145,8 +145,8 @@ def measure(root: Path = FSDD, speakers: Sequence[str] | None = None, ks: Sequen
             overrides: dict[str, Any] | None = None, val_takes: Sequence[int] = VAL_TAKES) -> list[dict[str, Any]]:
     """One row per (arm, training speaker, k) and per test speaker: see the module doc."""
     from bench.realspeech import run_dir_complete
-    from kws.train.config import resolve
-    from kws.train.trainer import train
+    from training.config import resolve
+    from training.trainer import train
 
     rec = recordings(root)
     words = sorted({w for s in rec.values() for w in s})
@@ -291,7 +291,7 @@ def report(results: Path = RESULTS) -> tuple[Path, Path]:
 def main(argv: list[str] | None = None) -> int:
     from kws.data import DataError
     from kws.runinfo import write_results
-    from kws.train.config import ConfigError
+    from training.config import ConfigError
 
     p = argparse.ArgumentParser(prog="python -m bench.fewshot", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -3,7 +3,7 @@
 For each class of a data set's split, one clip (seeded pick) in three views: the waveform, its
 spectrum, and the model's own features (`model.frontend(wave)`, [B, C, M, F]: the axes are
 labelled from that shape, so any frontend draws). Under them, the same three views of one
-augmented version, made by the trainer's own `kws.train.augment.Augmenter` with the
+augmented version, made by the trainer's own `training.augment.Augmenter` with the
 `TrainConfig` defaults: its waveform augmentations before the frontend and its spectrogram
 augmentations after it, each drawn with its configured probability, as in a training batch.
 Mixup is left out: it blends two clips of a batch, which a per-class picture cannot show.
@@ -70,8 +70,8 @@ def make_views(model, waves: np.ndarray, noise: np.ndarray | None, seed: int) ->
     """Features through `model.frontend`, and one augmented version through the trainer's Augmenter."""
     import torch
 
-    from kws.train.augment import Augmenter
-    from kws.train.config import TrainConfig
+    from training.augment import Augmenter
+    from training.config import TrainConfig
 
     aug = Augmenter(TrainConfig(), model.frontend, noise, torch.device("cpu"), seed=seed)
     x = torch.from_numpy(np.asarray(waves, dtype=np.float32))
@@ -162,7 +162,7 @@ def build_gallery(cfg: GalleryConfig, command: str = "python -m bench gallery") 
     sr = model.cfg.frontend.sample_rate
     git = git_info()
     stamp = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    note = (f"features: the {cfg.model} frontend ({weights}); below: augmented by kws.train.augment.Augmenter "
+    note = (f"features: the {cfg.model} frontend ({weights}); below: augmented by training.augment.Augmenter "
             f"(TrainConfig defaults, seed {cfg.seed}, no mixup)")
     cfg.out.mkdir(parents=True, exist_ok=True)
     paths = []

@@ -41,8 +41,7 @@ PRODUCERS: tuple[tuple[str, str], ...] = (
                              "(interleaved, one run) and top-1 agreement with fp32 on held-out real clips"),
     ("python -m bench", "the benchmark suite: every model x backend (accuracy, latency, throughput, memory), "
                         "streaming false accepts through the live engine, accuracy under noise"),
-    ("python -m backends.bench_latency", "batch-1 latency of every backend, int8 against fp32, interleaved in one "
-                                         "run"),
+    ("python -m bench.latency", "batch-1 latency of every backend, int8 against fp32, interleaved in one run"),
     ("python -m realtime.measure", "the live detector: mic-to-decision latency, decisions/s and CPU on a real-time "
                                    "replay"),
     ("python -m realtime.screenshot", "a screenshot of the live window"),
@@ -52,9 +51,15 @@ PRODUCERS: tuple[tuple[str, str], ...] = (
                                     "real-time replay"),
     ("python -m fuzz run", "fuzzing of the audio loader, the ONNX metadata reader and the safetensors header "
                            "reader: cases and outcomes per target"),
-    ("python -m kws.train.bench", "training throughput (samples/s) per model, and the data path's clips/s"),
+    ("python -m training.bench", "training throughput (samples/s) per model, and the data path's clips/s"),
     ("python -m kws.data bench-load", "clip loading speed: decoding (cold) against the memory-mapped cache (warm)"),
     ("pytest bench/micro", "micro-benchmarks (pytest-benchmark) of the frontend and the backends"),
+)
+# Commands as older result files recorded them, before their modules moved: old prefix -> new
+RENAMED: tuple[tuple[str, str], ...] = (
+    ("python -m kws.train.bench", "python -m training.bench"),
+    ("python -m backends.bench_latency", "python -m bench.latency"),
+    ("python -m backends.selfcheck", "python -m bench.selfcheck"),
 )
 _PYTHON = re.compile(r"^\S*python[0-9.]*\s+")  # ".venv/bin/python3 -m x" -> "python -m x"
 
@@ -73,6 +78,9 @@ def describe_command(command: str) -> str:
     cmd = _PYTHON.sub("python ", command.strip())
     if cmd.startswith(("pytest ", "python -m pytest ")):
         cmd = "pytest " + cmd.split("pytest", 1)[1].strip()
+    for old, new in RENAMED:
+        if cmd == old or cmd.startswith(old + " "):
+            cmd = new + cmd[len(old):]
     for prefix, what in PRODUCERS:
         if cmd == prefix or cmd.startswith(prefix + " "):
             return what

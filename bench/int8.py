@@ -29,7 +29,7 @@ from bench.stats import wilson_interval
 
 RESULTS = Path("results")
 NAME = "int8"
-# issue 10's targets for the int8 speed-up over fp32 ORT (agreement: backends.quantize.MIN_AGREEMENT for all)
+# the published targets for the int8 speed-up over fp32 ORT (agreement: backends.quantize.MIN_AGREEMENT for all)
 SPEEDUP_TARGETS = {"efficientnet_b0": 1.3, "resnet18": 1.5}
 
 
@@ -152,7 +152,7 @@ def markdown(data: dict) -> str:
             lines.append(f"| {name} | {r['float_layers']} | {r['p10_ms']:.2f} | {r['p50_ms']:.2f} | "
                          f"{r['speedup_p10']:.2f}x | {r['speedup']:.2f}x | {r['top1_agreement']:.2%}{ci_s} | "
                          f"{'yes' if r['passes'] else 'no'} | {note} |")
-    lines += ["", "## Targets (issue 10)", "", "Speed-ups at the 10th percentile (the median's in brackets).", ""]
+    lines += ["", "## Targets", "", "Speed-ups at the 10th percentile (the median's in brackets).", ""]
     for m in models:
         mr = [r for r in rows if r["model"] == m and r.get("passes") is not None]
         ok = [r for r in mr if r["top1_agreement"] >= MIN_AGREEMENT]

@@ -18,8 +18,8 @@ from typing import Callable, Sequence
 import numpy as np
 
 from bench.evalsets import EvalSet
-from bench.stats import score, scoring_space, top1_agreement
-from bench.timing import TimingPolicy
+from kws.metrics import score, scoring_space, top1_agreement
+from kws.timing import TimingPolicy
 from kws.labels import SILENCE, to_12class
 from kws.paths import PROJECT_ROOT
 
@@ -65,22 +65,9 @@ class ModelEntry:
 
 def checkpoint_arch(path: Path) -> str:
     """The zoo architecture stored in a checkpoint's metadata (reads no tensors)."""
-    from zoo import read_header
+    from zoo.checkpoint import model_name
 
-    return read_header(path)[0].name
-
-
-def untrained_checkpoint(arch: str, folder: Path) -> Path:
-    """A seeded random-init checkpoint of `arch` (cached): for timing only, never for accuracy."""
-    import torch
-
-    import zoo
-
-    path = Path(folder) / f"{arch}-untrained-seed0.safetensors"
-    if not path.is_file():
-        torch.manual_seed(0)
-        zoo.save_checkpoint(zoo.create_model(arch).eval(), path, {"untrained": True, "training_data": "none (random init)"})
-    return path
+    return model_name(path)
 
 
 def resolve_models(runs: Sequence[str | Path] = (), only: Sequence[str] | None = None,
@@ -91,7 +78,7 @@ def resolve_models(runs: Sequence[str | Path] = (), only: Sequence[str] | None =
     it); the others get `only_reason` (e.g. quick mode's subset).
     """
     import zoo
-    from zoo.checkpoint import resolve_weights
+    from zoo.checkpoint import resolve_weights, untrained_checkpoint
     from zoo.model import model_dir
 
     by_arch: dict[str, list[ModelEntry]] = {}
@@ -230,12 +217,12 @@ def prepare_model_file(ref: str, backend: str) -> tuple[str, float]:
     torch import and tracing out of the worker's load time and peak memory, and the
     features-in graph for the model-only latency is prepared alongside.
     """
-    from backends import backend_class
+    from backends import backend_spec
 
-    cls = backend_class(backend)
-    precision = getattr(cls, "precision", None)
-    if precision is None:  # torch-*: the checkpoint itself
+    spec = backend_spec(backend)
+    if spec.artifact == "checkpoint":  # runs the checkpoint itself
         return ref, 0.0
+    precision = spec.precision
     from backends.export import resolve_onnx
 
     t0 = time.perf_counter()

@@ -14,7 +14,8 @@ import numpy as np
 
 from bench.evalsets import EvalSet
 from bench.signals import has_usable_noise, noise_bed
-from bench.stats import mix_at_snr, score, scoring_space
+from bench.stats import mix_at_snr
+from kws.metrics import score, scoring_space
 from kws.audio import CLIP_SAMPLES
 from kws.labels import SILENCE
 

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from bench.stats import cluster_bootstrap_interval, t_interval, wilson_interval
-from kws.labels import GSC12_LABELS, GSC12_WORDS, SILENCE, to_12class
+from kws.labels import GSC12_WORDS, SILENCE, to_12class
 from kws import paths
 
 GSC12_DEV = paths.GSC12_DEV
@@ -122,7 +122,7 @@ def summarize(rows: Sequence[dict], seed: int = 0) -> list[dict[str, Any]]:
 # --------------------------------------------------------------------------- cross-validation
 
 def load_recipe(path: str | Path):
-    from kws.train.config import resolve
+    from training.config import resolve
 
     return resolve({}, path)
 
@@ -165,8 +165,8 @@ def check_finished_run(cfg, fold: str, run: Path) -> None:
     """A finished fold is reused only if it ran this recipe on the same data; else it must be redone."""
     from kws.data import open_source
     from kws.fsutil import read_json
-    from kws.train.config import load_run_config
-    from kws.train.trainer import data_keys
+    from training.config import load_run_config
+    from training.trainer import data_keys
 
     saved = load_run_config(run).to_dict()
     want = dataclasses.replace(cfg, fold=fold).to_dict()
@@ -180,8 +180,8 @@ def check_finished_run(cfg, fold: str, run: Path) -> None:
 
 def train_fold(cfg, fold: str, out: Path, threads: int = 0) -> Path:
     """Train one fold into `out`, or finish it if a kill left it half done."""
-    from kws.train.state import STATE_FILE
-    from kws.train.trainer import resume_config, train
+    from training.state import STATE_FILE
+    from training.trainer import resume_config, train
 
     if run_dir_complete(out):
         check_finished_run(cfg, fold, out)

@@ -27,7 +27,7 @@ PredictFn = Callable[[np.ndarray], np.ndarray]
 DEFAULT_THRESHOLDS: tuple[float, ...] = tuple(
     float(t) for t in np.round(np.concatenate([np.arange(0.10, 0.90, 0.05),
                                                [0.90, 0.925, 0.95, 0.965, 0.98, 0.99, 0.995, 0.999]]), 3))
-FA_MINUTES_REQUIRED = 10.0  # the minimum keyword-free duration; shorter runs are flagged
+FA_MINUTES_REQUIRED = 10.0  # the least keyword-free audio a false-accept rate is quoted on; shorter runs are flagged
 
 
 @dataclass(frozen=True)

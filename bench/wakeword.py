@@ -48,6 +48,7 @@ from kws.audio import CLIP_SAMPLES, SAMPLE_RATE, from_int16
 from kws.labels import GSC12_WORDS, to_12class
 from kws.paths import GSC12_DEV, RESULTS, SHARED_DATA
 from realtime.engine import EngineConfig, ScoreTrace, run_offline
+from backends.registry import DEFAULT_BACKEND
 
 # every 0.005 from 0.3 (scores of a label-smoothed model crowd below 0.97), then logit-spaced to 0.99999
 THRESHOLDS: tuple[float, ...] = tuple(sorted({round(float(t), 4) for t in np.arange(0.30, 0.9951, 0.005)}
@@ -73,7 +74,7 @@ class WakewordConfig:
     keywords: tuple[str, ...] = GSC12_WORDS
     seed: int = 0
     threads: int = 1
-    backend: str = "ort-cpu"
+    backend: str = DEFAULT_BACKEND
 
     def engine(self, hop_s: float = 0.05) -> EngineConfig:
         return EngineConfig(hop_s=hop_s, targets=self.keywords)

@@ -161,7 +161,7 @@ def _checkpoint_parts(tmp: Path) -> list[tuple[bytes, bytes]]:
     parts = []
     for labels in (None, ("yes", "no", "_silence_")):
         model = zoo.create_model("dscnn", labels=labels)
-        raw = zoo.save_checkpoint(model, tmp / "seed.safetensors", {"epoch": 3, "data": "synth:tiny"}).read_bytes()
+        raw = zoo.save_checkpoint(model, tmp / "seed.safetensors", {"epoch": 3, "training_data": "synth:tiny"}).read_bytes()
         n = int.from_bytes(raw[:8], "little")
         # safetensors writes its metadata map in hash order: re-serialised with sorted keys (padded to
         # 8 bytes, as it pads), the seeds -- and so a seeded run -- are the same in every process

@@ -1,4 +1,4 @@
-"""The seed's log-mel frontend, as a torch Module that also exports to ONNX.
+"""The 128-band log-mel frontend of the image backbones, as a torch Module that also exports to ONNX.
 
 No I/O here: waveforms in, features out. One formulation serves training, export and
 the reference check, so there is nothing to drift apart.

@@ -149,6 +149,8 @@ def run_metadata(
         "python": platform.python_version(),
         "packages": package_versions(),
         "machine": machine_info(),
+        # 1/5/15-minute load when the run began: on a shared machine, what the latencies competed with
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
     }
     if probe_gpu:
         meta["gpu"] = gpu_info()

@@ -36,8 +36,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from kws.audio import SAMPLE_RATE
+from backends.registry import backend_spec
 from kws.paths import GSC12_DEV, RESULTS
-from kws.labels import GSC_V2_WORDS, SILENCE
+
 from realtime.engine import Decision, EngineConfig, VADConfig, stream_hop_s
 from realtime.predictor import ModelLoadError, load_predictor
 from realtime.session import LiveSession
@@ -82,17 +83,9 @@ def demo_stream(seconds: float, spacing_s: float = 3.0, data_dir: Path = GSC12_D
 
 def model_reference(name: str, workdir: Path) -> tuple[str, str]:
     """(reference for create_backend, weights description): shipped weights or a random-init checkpoint."""
-    shipped = ROOT / "zoo" / "weights" / f"{name}.safetensors"
-    if shipped.is_file():
-        return name, f"shipped ({shipped.name})"
-    import torch
+    from zoo.checkpoint import shipped_or_untrained
 
-    import zoo
-
-    torch.manual_seed(0)
-    model = zoo.create_model(name, labels=tuple(GSC_V2_WORDS) + (SILENCE,)).eval()
-    path = zoo.save_checkpoint(model, workdir / f"{name}_random.safetensors", {"note": "random init, for timing"})
-    return str(path), "random init (no shipped weights yet; timing does not depend on weight values)"
+    return shipped_or_untrained(name, workdir)
 
 
 def measure_one(pred, wave: np.ndarray, cfg: EngineConfig) -> dict[str, Any]:
@@ -219,7 +212,7 @@ def write_markdown(path: Path, rows: list[dict], meta: dict) -> None:
             lines.append(f"| {r['model']} | {r['backend']} | — | — | skipped: {r['skipped'][:80]} | | | | | | |")
             continue
         prov = r["providers"][0] if r["providers"] else "?"
-        if r.get("precision") and r["backend"] == "ort-int8":
+        if r.get("precision") and backend_spec(r["backend"]).precision != "fp32":  # what an int8 backend served
             prov += f", {r['precision']}"
         w = "shipped" if r["weights"].startswith("shipped") else "random init"
         ratio = r.get("vs_window", {}).get("cpu_per_hop")

@@ -20,13 +20,14 @@ from realtime.engine import EngineConfig
 from realtime.measure import demo_stream
 from realtime.predictor import load_predictor
 from realtime.sources import ReplaySource
+from backends.registry import DEFAULT_BACKEND
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="efficientnet_b0", help="zoo name with shipped weights, run folder or file")
     p.add_argument("--weights", help="run folder / .safetensors / .onnx (overrides --model)")
-    p.add_argument("--backend", default="ort-cpu")
+    p.add_argument("--backend", default=DEFAULT_BACKEND)
     p.add_argument("--threshold", type=float, default=EngineConfig().threshold)
     p.add_argument("--input", help="audio file to replay (default: a stream of real words)")
     p.add_argument("--after", type=int, default=4, help="grab after this many detections")

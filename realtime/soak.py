@@ -35,6 +35,7 @@ import numpy as np
 from kws.paths import PROJECT_ROOT, RESULTS
 
 from kws.audio import SAMPLE_RATE
+from backends.registry import DEFAULT_BACKEND
 
 MAX_GROWTH_PCT = 5.0
 MAX_REPLAY_EXTRA_MB = 100.0
@@ -143,9 +144,9 @@ def soak(model: str, backend: str, minutes: float, speed: float, *, vad: bool = 
 
 # ----------------------------------------------------------------------------- replay memory
 
-def replay_peak_rss(path: Path, model: str = "dscnn", backend: str = "ort-cpu") -> dict[str, Any]:
+def replay_peak_rss(path: Path, model: str = "dscnn", backend: str = DEFAULT_BACKEND) -> dict[str, Any]:
     """Peak RSS of `live.py --input path --headless --fast` in a process of its own."""
-    cmd = [sys.executable, str(PROJECT_ROOT / "live.py"), "--input", str(path), "--headless", "--fast",
+    cmd = [sys.executable, "-m", "cli.live", "--input", str(path), "--headless", "--fast",
            "--model", model, "--backend", backend]
     t0 = time.monotonic()
     proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -214,8 +215,8 @@ def replay_markdown(doc: dict) -> str:
     if len(rows) >= 2:
         extra = rows[-1]["peak_rss_mb"] - rows[0]["peak_rss_mb"]
         lines += ["", f"The longest file needs {extra:+.1f} MB over the shortest (target: within "
-                      f"{MAX_REPLAY_EXTRA_MB:g} MB). Before streaming, an hour of 48 kHz stereo took 2.37 GB "
-                      f"(issue 15): the whole file was decoded into memory."]
+                      f"{MAX_REPLAY_EXTRA_MB:g} MB). Before the replay source streamed its file, an hour of 48 kHz stereo "
+                      f"took 2.37 GB: the whole file was decoded into memory."]
     return "\n".join(lines) + "\n"
 
 
@@ -225,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="the soak")
     r.add_argument("--model", default=SLOWEST, help=f"default {SLOWEST}, the slowest zoo model")
-    r.add_argument("--backend", default="ort-cpu")
+    r.add_argument("--backend", default=DEFAULT_BACKEND)
     r.add_argument("--minutes", type=float, default=30.0, help="wall-clock minutes (audio: minutes x speed)")
     r.add_argument("--speed", type=float, default=2.0)
     r.add_argument("--vad", action="store_true", help="let the VAD skip silence (default: the model on every hop)")

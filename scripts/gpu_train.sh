@@ -37,7 +37,7 @@ p1=$!
 $PY train.py "${common[@]}" --data "synth:$PER_WORD" --out "$RUNS/efficientnet_b0-synth" > "$OUT/train_synth.log" 2>&1 &
 p2=$!
 # torch-cuda (and ort-cuda where the image's onnxruntime has it) against torch-cpu, meanwhile
-$PY -m backends.selfcheck --arch efficientnet_b0 --json "$OUT/selfcheck.json" --runs 200 > "$OUT/selfcheck.log" 2>&1 &
+$PY -m bench.selfcheck --arch efficientnet_b0 --json "$OUT/selfcheck.json" --runs 200 > "$OUT/selfcheck.log" 2>&1 &
 wait $p1 $p2
 stamp "training done"
 

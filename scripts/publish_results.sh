@@ -10,7 +10,7 @@ PY=.venv/bin/python
 $PY -m bench.realspeech --weights efficientnet_b0 --weights dscnn \
     --weights zoo/weights/variants/efficientnet_b0-synth-only.safetensors
 # batch-1 latency of every backend, int8 vs fp32 (waveform in, 1 thread)
-$PY -m backends.bench_latency --models efficientnet_b0 dscnn resnet18 mobilenetv3_large_100
+$PY -m bench.latency --models efficientnet_b0 dscnn resnet18 mobilenetv3_large_100
 # live detector: mic-to-decision latency, decisions/s, CPU
 $PY -m realtime.measure --configs efficientnet_b0:ort-cpu,dscnn:ort-cpu,dscnn:ort-int8,efficientnet_b0:ort-int8
 # the window, under Xvfb

@@ -179,9 +179,9 @@ def main(argv: list[str] | None = None) -> int:
         recipe=f"[{args.recipe.as_posix()}]({(up / args.recipe).as_posix()}), trained with "
                f"`python train.py --config {args.recipe.as_posix()} --fold {fold}`" + (f"; {args.note}" if args.note else ""),
         accuracy=cv_accuracy(args.cv, fold) if args.cv else {})
-    save_checkpoint(model, out, meta.to_dict(), half=True)
+    save_checkpoint(model, out, meta, half=True)
     meta = dataclasses.replace(meta, latency=measure_latency(out))
-    save_checkpoint(model, out, meta.to_dict(), half=True)  # again, now with the latency measured on the file
+    save_checkpoint(model, out, meta, half=True)  # again, now with the latency measured on the file
     size = out.stat().st_size
     if size > MAX_BYTES:
         out.unlink()

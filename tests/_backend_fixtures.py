@@ -10,7 +10,7 @@ from backends.clips import speechlike_clips
 
 
 def make_run(tmp: Path, name: str = "dscnn") -> Path:
-    from backends.selfcheck import random_checkpoint
+    from bench.selfcheck import random_checkpoint
 
     return random_checkpoint(name, tmp)
 

@@ -70,9 +70,9 @@ class TrainJob:
 
     def run(self, out: Path) -> Callable[[], None]:
         def job() -> None:
-            import train
+            from cli import train
 
-            from kws.train.state import STATE_FILE
+            from training.state import STATE_FILE
 
             args = ["--resume", str(out), "--no-progress"] if (out / STATE_FILE).exists() else [*TRAIN, "--out", str(out)]
             assert train.main(args) == 0
@@ -81,8 +81,8 @@ class TrainJob:
 
     def check(self, out: Path) -> list[str]:
         """What a kill may leave: temporaries only; every file that exists is whole."""
-        from kws.train.report import read_metrics
-        from kws.train.state import STATE_FILE, load_state
+        from training.report import read_metrics
+        from training.state import STATE_FILE, load_state
 
         problems = []
         try:
@@ -104,7 +104,7 @@ class TrainJob:
     def result(self, out: Path) -> dict:
         from safetensors.torch import load_file
 
-        from kws.train.report import read_metrics
+        from training.report import read_metrics
 
         rep = json.loads((out / "report.json").read_text())
         last = load_file(str(out / "last.safetensors"))
@@ -187,7 +187,7 @@ class ExportJob:
         return job
 
     def check(self, out: Path) -> list[str]:
-        """Whatever model.onnx a kill leaves is a checked one (issue 15, defect 4)."""
+        """Whatever model.onnx a kill leaves is a checked one."""
         from backends.export import parity_passed
         from backends.meta import read_onnx_info
 

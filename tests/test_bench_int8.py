@@ -53,7 +53,7 @@ def test_markdown_and_report_step(quantized, tmp_path):
     assert main(["report", str(path)]) == 0
     md = (tmp_path / "int8.md").read_text()
     assert "## resnet18" in md and "| qdq-weight-bound |" in md and "served: **" in md
-    assert "resnet18: speed-up >= 1.5x at >= 99% agreement: " in md  # the target for this model
+    assert "resnet18: speed-up >= 1.5x at >= 99% agreement: " in md  # the published target for this model
 
 
 def test_model_references(tmp_path):

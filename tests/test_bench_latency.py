@@ -1,4 +1,4 @@
-"""python -m backends.bench_latency: an extra ONNX file timed beside a model's backends, in the same run."""
+"""python -m bench.latency: an extra ONNX file timed beside a model's backends, in the same run."""
 from __future__ import annotations
 
 import json
@@ -7,11 +7,11 @@ import pytest
 
 
 def test_extra_onnx_row_is_timed_and_compared(tmp_path, monkeypatch):
-    import backends.bench_latency as bl
+    import bench.latency as bl
     from backends.export import resolve_onnx
 
     monkeypatch.setenv("KWS_EXPORTS", str(tmp_path / "exports"))
-    monkeypatch.setattr(bl, "BENCH_BACKENDS", ("torch-cpu", "ort-cpu"))  # int8 would quantize for minutes
+    monkeypatch.setattr(bl, "bench_order", lambda: ("torch-cpu", "ort-cpu"))  # int8 would quantize for minutes
     onnx_file = resolve_onnx("dscnn", log=None)
     assert bl.main(["--models", "dscnn", "--extra", f"dscnn={onnx_file}", "--rounds", "2",
                     "--out", str(tmp_path)]) == 0
@@ -25,13 +25,13 @@ def test_extra_onnx_row_is_timed_and_compared(tmp_path, monkeypatch):
 
 
 def test_json_carries_p10_and_the_report_is_made_from_it(tmp_path, monkeypatch):
-    import backends.bench_latency as bl
+    import bench.latency as bl
 
     monkeypatch.setenv("KWS_EXPORTS", str(tmp_path / "exports"))
-    monkeypatch.setattr(bl, "BENCH_BACKENDS", ("torch-cpu", "ort-cpu"))
+    monkeypatch.setattr(bl, "bench_order", lambda: ("torch-cpu", "ort-cpu"))
     assert bl.main(["--models", "dscnn", "--rounds", "2", "--out", str(tmp_path)]) == 0
     data = json.loads((tmp_path / "backend_latency.json").read_text())
-    assert data["metadata"]["command"].startswith("python -m backends.bench_latency --models dscnn")
+    assert data["metadata"]["command"].startswith("python -m bench.latency --models dscnn")
     assert "load_average_end" in data["metadata"] and data["metadata"]["git"]["commit"]
     ort = next(r for r in data["results"] if r["backend"] == "ort-cpu")
     assert 0 < ort["p10_ms"] <= ort["p50_ms"] <= ort["p99_ms"] and ort["speedup_vs_torch_cpu_p10"] > 0
@@ -42,8 +42,8 @@ def test_json_carries_p10_and_the_report_is_made_from_it(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("p50, torch_p50, met", [(2.9, 12.0, True), (3.1, 13.0, False), (2.9, 11.0, False)])
-def test_issue10_latency_target(p50, torch_p50, met):
-    from backends.bench_latency import markdown
+def test_the_latency_target(p50, torch_p50, met):
+    from bench.latency import markdown
 
     rows = [{"model": "efficientnet_b0", "backend": b, "threads": 1, "weights": "w", "p10_ms": x * 0.9, "p50_ms": x,
              "p99_ms": x * 2, "speedup_vs_torch_cpu": torch_p50 / x, "speedup_vs_torch_cpu_p10": torch_p50 / x}

@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 
 from bench.__main__ import config_from_args, main, run_parser
-from bench.matrix import MatrixConfig, quick_models, resolve_models, untrained_checkpoint
+from bench.matrix import MatrixConfig, quick_models, resolve_models
+from zoo.checkpoint import untrained_checkpoint
 from bench.noise import NoiseConfig
 from bench.streaming import StreamingConfig
 from bench.suite import SuiteConfig, run_suite
-from bench.timing import TimingPolicy
+from kws.timing import TimingPolicy
 from kws.labels import GSC_V2_WORDS, SILENCE
 
 TINY_MATRIX = MatrixConfig(latency=TimingPolicy(warmup_runs=2, min_runs=25, max_seconds=0.3, floor_runs=5),

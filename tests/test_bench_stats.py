@@ -10,22 +10,17 @@ from bench.stats import (
     MatchResult,
     OperatingPoint,
     WordEvent,
-    classification_metrics,
-    confusion_matrix,
     fa_per_hour,
-    label_map,
     match_detections,
     miss_fa_curve,
     mix_at_snr,
     pareto_front,
     percentiles,
-    score,
-    scoring_space,
     snr_db,
     summarize_latency,
     threshold_for_fa_rate,
-    top1_agreement,
 )
+from kws.metrics import classification_metrics, confusion_matrix, label_map, score, scoring_space, top1_agreement
 
 
 def test_percentiles_linear_interpolation_on_1_to_100():

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import train as train_cli
+from cli import train as train_cli
 import zoo
 from kws.data import open_source
 from kws.data.custom import build_words, default_noise, parse_say, say_spec

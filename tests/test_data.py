@@ -385,7 +385,7 @@ def test_default_labels_are_35s_for_speech_commands_and_the_folder_names_otherwi
     assert open_source(f"gsc:{gsc_dir}", cache_dir=cache).labels == LABEL_SETS["35s"]
     assert open_source(f"gsc:{gsc_dir}+folder:{digits}", cache_dir=cache).labels == LABEL_SETS["35s"]
     # the trainer and the data CLI share the default
-    from kws.train.config import TrainConfig
+    from training.config import TrainConfig
     from kws.data.views import DEFAULT_LABELS
 
     assert TrainConfig().labels == DEFAULT_LABELS

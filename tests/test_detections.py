@@ -13,8 +13,8 @@ import soundfile as sf
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # before pytest-qt creates the QApplication
 
-import live  # noqa: E402
-import train as train_cli
+from cli import live  # noqa: E402
+from cli import train as train_cli
 from _live_fakes import LABELS, WORD_HZ, ToneModel, make_stream
 from kws.audio import SAMPLE_RATE, load_audio
 from kws.data.custom import build_words

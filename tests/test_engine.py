@@ -337,7 +337,7 @@ def _random_dscnn(tmp_path):
             if isinstance(m, torch.nn.BatchNorm2d):
                 m.running_var.uniform_(0.5, 2.0)
     model.eval()
-    return zoo.save_checkpoint(model, tmp_path / "dscnn_random.safetensors", {"note": "random init, tests"})
+    return zoo.save_checkpoint(model, tmp_path / "dscnn_random.safetensors", {"training_data": "none (random init, tests)"})
 
 
 def test_real_backend_live_equals_offline(tmp_path):

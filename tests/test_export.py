@@ -114,7 +114,7 @@ def test_parity_failure_is_loud_and_leaves_no_file(run_dir, tmp_path, monkeypatc
     with pytest.raises(ParityError, match="disagrees with PyTorch"):
         export_onnx(model, path, clips=Clips(clips(8), None, "synthetic"), log=None)
     assert not path.exists()
-    from export import main
+    from cli.export import main
 
     assert main([str(run_dir), "-o", str(tmp_path / "cli.onnx"), "--clips", "8"]) == 2
 
@@ -163,7 +163,7 @@ def test_cache_by_weights_hash(run_dir, tmp_path):
 
 
 def test_cli(run_dir, tmp_path, capsys):
-    from export import main
+    from cli.export import main
 
     out = tmp_path / "cli.onnx"
     assert main([str(run_dir), "-o", str(out), "--clips", "8", "--json", str(tmp_path / "r.json")]) == 0

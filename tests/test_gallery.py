@@ -22,7 +22,7 @@ def forty_band_model(tmp_path_factory):
     import zoo
 
     model = zoo.create_model("dscnn", labels=LABEL_SETS["35s"], frontend=FrontendConfig(n_mels=40)).eval()
-    path = zoo.save_checkpoint(model, tmp_path_factory.mktemp("ckpt") / "dscnn40.safetensors", {"note": "test"})
+    path = zoo.save_checkpoint(model, tmp_path_factory.mktemp("ckpt") / "dscnn40.safetensors", {"training_data": "none (test)"})
     return model, path
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-import live
+from cli import live
 from kws.audio import SAMPLE_RATE
 from realtime.engine import EngineConfig, run_offline
 from realtime.predictor import ModelLoadError, from_function

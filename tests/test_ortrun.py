@@ -1,4 +1,4 @@
-"""kws.train.ortrun: frozen modules through ONNX Runtime on the CPU, eager whenever that is not exact."""
+"""training.ortrun: frozen modules through ONNX Runtime on the CPU, eager whenever that is not exact."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 import zoo
-from kws.train.ortrun import cpu_runner
+from training.ortrun import cpu_runner
 
 
 class NotExportable(nn.Module):

@@ -6,7 +6,7 @@ import pytest
 import soundfile as sf
 
 from kws.audio import AudioError, load_clip
-from kws.predict import get_backend, predict_audio, predict_files
+from inference.predict import get_backend, predict_audio, predict_files
 from tests._backend_fixtures import clips, make_run
 
 
@@ -76,16 +76,18 @@ def test_bad_file_errors_name_the_file(setup):
 
 
 def test_cli_table(setup, capsys):
-    from kws.__main__ import main
+    from cli.predict import main
 
     run, files, bad = setup
-    assert main(["predict", *files[2:4], "--model", str(run), "--backend", "ort-cpu"]) == 0
+    assert main([*files[2:4], "--model", str(run), "--backend", "ort-cpu"]) == 0
     out = capsys.readouterr().out
     assert out.splitlines()[0].split()[:3] == ["file", "label", "confidence"]
     assert files[2] in out and files[3] in out
-    assert main(["predict", files[2], bad, "--model", str(run)]) == 1  # an unreadable file -> non-zero
+    assert main([files[2], bad, "--model", str(run)]) == 1  # an unreadable file -> non-zero
     assert "ERROR" in capsys.readouterr().out
-    assert main(["predict", files[2], "--model", "no_such_model_xyz"]) == 1
+    assert main([files[2], "--model", "no_such_model_xyz"]) == 1
     assert "unknown model" in capsys.readouterr().err
-    assert main(["backends"]) == 0
+    from backends.__main__ import main as list_main
+
+    assert list_main([]) == 0
     assert "ort-directml" in capsys.readouterr().out

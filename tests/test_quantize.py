@@ -10,7 +10,8 @@ import pytest
 import torch
 from torch import nn
 
-from backends.quantize import (Variant, _float_sensitive, _quantize_net, _run, _session, layer_sensitivity,
+from backends.onnxgraph import cpu_session, run_batched
+from backends.quantize import (Variant, _float_sensitive, _quantize_net, layer_sensitivity,
                                node_groups)
 
 
@@ -77,7 +78,7 @@ def test_sensitivity_ranks_the_fragile_layer_first_and_keeps_it_float(tmp_path):
     rng = np.random.default_rng(0)
     feats = rng.standard_normal((64, 1, 12, 12)).astype(np.float32)
     feats += np.kron(rng.uniform(-3, 3, (64, 1, 2, 2)), np.ones((6, 6))).astype(np.float32)  # answers that vary
-    ref = _run(_session(str(pre), 1), feats)
+    ref = run_batched(cpu_session(str(pre), 1), feats)
     assert np.bincount(ref.argmax(1)).max() < 0.6 * len(ref)  # not a constant answer: agreement can fail
     cache = tmp_path / "calibration.json"
     ranked = layer_sensitivity(pre, tmp_path, ["/conv1/Conv", "/conv2/Conv", "/fc/Gemm"], feats, ref, cache)
@@ -88,7 +89,7 @@ def test_sensitivity_ranks_the_fragile_layer_first_and_keeps_it_float(tmp_path):
     assert chosen[0] == "/conv2/Conv" and agree >= 0.95
     # against every layer in int8
     _quantize_net(pre, tmp_path / "all.onnx", Variant("all"), feats, cache=cache)
-    got = _run(_session(str(tmp_path / "all.onnx"), 1), feats)
+    got = run_batched(cpu_session(str(tmp_path / "all.onnx"), 1), feats)
     assert (got.argmax(1) == ref.argmax(1)).mean() < 0.9 < agree
 
 
@@ -99,7 +100,7 @@ def test_calibration_cache_is_not_needed(tmp_path):
     feats = np.random.default_rng(1).standard_normal((16, 1, 16, 16)).astype(np.float32)
     _quantize_net(pre, tmp_path / "a.onnx", Variant("a"), feats)
     _quantize_net(pre, tmp_path / "b.onnx", Variant("b"), feats, cache=tmp_path / "c.json")
-    a, b = (_run(_session(str(tmp_path / f"{k}.onnx"), 1), feats) for k in "ab")
+    a, b = (run_batched(cpu_session(str(tmp_path / f"{k}.onnx"), 1), feats) for k in "ab")
     np.testing.assert_allclose(a, b, atol=1e-6)
 
 

@@ -58,7 +58,7 @@ def test_cross_validation_trains_every_fold_scores_each_clip_once_and_resumes(tm
     assert doc["metadata"]["recipe_config"]["model"] == "dscnn" and doc["metadata"]["folds"][0] == "1/5"
 
     # a second call trains nothing: every fold is complete
-    import kws.train.trainer as trainer
+    import training.trainer as trainer
 
     monkeypatch.setattr(trainer, "train", lambda *a, **k: pytest.fail("retrained a finished fold"))
     again = realspeech.cross_validate(recipe, runs_dir=runs, out=tmp_path / "cv2.json", command="test")
@@ -77,7 +77,7 @@ def test_cross_validation_trains_every_fold_scores_each_clip_once_and_resumes(tm
 
 
 def test_init_from_another_recipe_uses_the_same_fold(tmp_path):
-    from kws.train.config import TrainConfig
+    from training.config import TrainConfig
 
     cfg = TrainConfig(model="dscnn", init_from="cv:base")
     with pytest.raises(SystemExit, match=r"fold 2/5 of that recipe is not trained yet"):
@@ -89,7 +89,7 @@ def test_init_from_another_recipe_uses_the_same_fold(tmp_path):
 
 
 def test_teacher_of_a_fold_and_a_single_run_recipe(tmp_path):
-    from kws.train.config import TrainConfig
+    from training.config import TrainConfig
 
     for d in ("teach/fold-3", "synthonly/all"):
         (tmp_path / d).mkdir(parents=True)

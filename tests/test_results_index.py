@@ -35,7 +35,7 @@ def test_index_reads_each_kind_of_file(tmp_path):
 
     res = tmp_path / "results"
     write_results(res / "train_throughput.json", [{"model": "dscnn"}, {"model": "resnet18"}],
-                  command="python -m kws.train.bench --quick")
+                  command="python -m training.bench --quick")
     (res / "train_throughput.md").write_text("# report\n")
     (res / "micro").mkdir()
     (res / "micro" / "abc.json").write_text(json.dumps({
@@ -51,7 +51,7 @@ def test_index_reads_each_kind_of_file(tmp_path):
     assert set(by) == {"train_throughput.json", "train_throughput.md", "micro/abc.json", "pic.png", "stray.txt",
                        "odd.json"}
     t = by["train_throughput.json"]
-    assert t.command == "python -m kws.train.bench --quick" and "training throughput" in t.what
+    assert t.command == "python -m training.bench --quick" and "training throughput" in t.what
     assert "2 rows (dscnn, resnet18)" in t.what and t.date.startswith("20")
     assert by["train_throughput.md"].made_from == "train_throughput.json" and by["train_throughput.md"].date == t.date
     assert by["micro/abc.json"].commit == "`0123456789`" and "2 benchmarks" in by["micro/abc.json"].what
@@ -59,7 +59,7 @@ def test_index_reads_each_kind_of_file(tmp_path):
     assert "not a recognised results file" in by["odd.json"].what and "no metadata" in by["stray.txt"].what
     assert bench_main(["index", "--results", str(res)]) == 0
     md = (res / INDEX_NAME).read_text()
-    assert "| [train_throughput.json](train_throughput.json) |" in md and "`python -m kws.train.bench --quick`" in md
+    assert "| [train_throughput.json](train_throughput.json) |" in md and "`python -m training.bench --quick`" in md
 
 
 @pytest.mark.parametrize("command, expected", [

@@ -136,8 +136,8 @@ def test_missing_or_other_version_of_the_package_is_a_clear_error(monkeypatch):
 
 
 def test_another_family_cannot_initialise_this_one(tmp_path):
-    from kws.train.config import ConfigError
-    from kws.train.trainer import init_from
+    from training.config import ConfigError
+    from training.trainer import init_from
 
     other = zoo.save_checkpoint(zoo.create_model("dscnn", num_classes=3), tmp_path / "dscnn.safetensors")
     with pytest.raises(ConfigError, match=r"dscnn\.safetensors: holds a dscnn checkpoint.*--model dscnn"):
@@ -155,7 +155,7 @@ def test_pitch_warp_follows_the_slaney_band_centres():
 
 
 def test_cli_reports_a_broken_pretrained_file_in_one_line(tmp_path, monkeypatch, capsys):
-    import train
+    from cli import train
 
     monkeypatch.setattr(pretrained, "models_dir", lambda: tmp_path)  # the package's folder, emptied
     pretrained._initializers.cache_clear()

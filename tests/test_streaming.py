@@ -1,4 +1,4 @@
-"""Streaming inference (issue 11): every streaming form against its non-streaming reference, as kws_streaming does.
+"""Streaming inference: every streaming form against its non-streaming reference, as kws_streaming does.
 
 - speech embedding: the live engine on its streaming runner makes the same decisions on a long
   file as the reference computed over the whole file at once (zoo.streaming.speech_embedding_reference);
@@ -227,7 +227,7 @@ def test_a_streaming_file_is_refused_by_the_full_window_backend(tmp_path):
 
 
 def test_stream_parity_counts_float_ties_as_agreement():
-    from backends.export import top1_agreement
+    from kws.metrics import top1_agreement_probs as top1_agreement
 
     ref = np.array([[0.5, 0.5 - 4e-8, 0.0], [0.7, 0.2, 0.1]])
     assert top1_agreement(ref, np.array([[0.5 - 4e-8, 0.5, 0.0], [0.7, 0.2, 0.1]])) == 1.0  # a tie either way

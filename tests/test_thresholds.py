@@ -1,4 +1,4 @@
-"""Per-word thresholds (issue 11): the trigger, its fast replay, calibration to a false-accept rate, and the
+"""Per-word thresholds: the trigger, its fast replay, calibration to a false-accept rate, and the
 way they travel (checkpoint metadata -> ONNX metadata -> the live app, `--threshold` overriding them)."""
 from __future__ import annotations
 
@@ -123,7 +123,7 @@ def test_calibrate_command_writes_a_copy_that_live_uses(tmp_path, capsys, one_th
     (from the checkpoint on torch-cpu, from the ONNX metadata the export copied on ort-cpu); --threshold overrides."""
     import torch
 
-    import live
+    from cli import live
     import zoo
     from bench.__main__ import main as bench_main
     from realtime.predictor import load_predictor

@@ -12,15 +12,16 @@ import pytest
 import torch
 import yaml
 
-import train as train_cli
+from cli import train as train_cli
 import zoo
 from _tone_words import write_tone_words
 from kws.audio import CLIP_SAMPLES, SAMPLE_RATE
 from kws.frontend import FrontendConfig, LogMel
-from kws.train.augment import Augmenter
-from kws.train.config import ConfigError, TrainConfig, resolve
-from kws.train.loader import ClipBatches, make_loader
-from kws.train.report import read_metrics, scores, to_12class_cm
+from training.augment import Augmenter
+from training.config import ConfigError, TrainConfig, resolve
+from training.loader import ClipBatches, make_loader
+from kws.metrics import to_12class_cm
+from training.report import read_metrics, scores
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = "synth:tiny"
@@ -262,7 +263,7 @@ def test_no_12class_figure_on_clips_without_its_words():
     # A digits-only test set viewed through "35s": every clip would map to _unknown_ and the
     # 12-class accuracy would read 1.0 for any model. It must not be computed or printed.
     from kws.data import LABEL_SETS
-    from kws.train.report import build_report, report_markdown
+    from training.report import build_report, report_markdown
 
     labels = LABEL_SETS["35s"]
     cm = np.zeros((len(labels), len(labels)), dtype=np.int64)
@@ -333,7 +334,7 @@ def test_time_budget_stops_the_run_and_still_reports(tmp_path):
 
 
 def test_early_stopping_on_validation_loss(tmp_path, monkeypatch):
-    import kws.train.trainer as trainer
+    import training.trainer as trainer
 
     real = trainer.evaluate
 
@@ -430,7 +431,7 @@ def test_trains_on_speech_commands_with_the_official_split_lists(tmp_path):
 def test_a_run_from_before_later_settings_loads_with_their_defaults_and_a_cut_config_does_not(tmp_path):
     import yaml
 
-    from kws.train.config import CONFIG_FILE, LATER_SETTINGS, ConfigError, TrainConfig, load_run_config
+    from training.config import CONFIG_FILE, LATER_SETTINGS, ConfigError, TrainConfig, load_run_config
 
     values = TrainConfig(model="dscnn").to_dict()
     for name in LATER_SETTINGS:

@@ -10,16 +10,16 @@ import numpy as np
 import pytest
 import torch
 
-import train as train_cli
+from cli import train as train_cli
 import zoo
 from kws.audio import CLIP_SAMPLES
 from kws.data import open_source
 from kws.data.folds import Fold, apply_fold, speaker_folds
 from kws.data.index import DataError
-from kws.train.config import ConfigError, TrainConfig
-from kws.train.loader import ViewBatches, WeightedShardSampler, make_loader
-from kws.train.report import read_metrics
-from kws.train.teacher import distill_kl, label_map
+from training.config import ConfigError, TrainConfig
+from training.loader import ViewBatches, WeightedShardSampler, make_loader
+from training.report import read_metrics
+from training.teacher import distill_kl, label_map
 
 DATA = "synth:tiny"
 FAST = ["--batch-size", "16", "--no-progress", "--deterministic", "--seed", "1"]

@@ -1,4 +1,4 @@
-"""Hours of keyword-free negatives (bench.negatives) and the wake-word section of the report (issue 11)."""
+"""Hours of keyword-free negatives (bench.negatives) and the wake-word section of the report."""
 from __future__ import annotations
 
 import json

@@ -16,7 +16,7 @@ MODELS = zoo.list_models()
 N_CLASSES = 36
 
 
-def test_registry_holds_the_issue_families():
+def test_registry_holds_every_family():
     assert {"efficientnet_b0", "mobilenetv3_small_100", "mobilenetv3_large_100", "resnet18", "resnet34",
             "dscnn"} <= set(MODELS)
     assert zoo.list_models("resnet*") == ["resnet18", "resnet34"]
@@ -161,7 +161,7 @@ def test_pretrained_without_a_reachable_hub_fails_within_5_s(tmp_path, monkeypat
 def test_train_cli_reports_offline_pretrained(tmp_path, monkeypatch, capsys):
     import huggingface_hub.constants as hf
 
-    import train
+    from cli import train
 
     monkeypatch.setattr(hf, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(hf, "HF_HUB_CACHE", str(tmp_path / "hub"))
@@ -176,7 +176,7 @@ def test_default_model_is_the_shipped_model_with_the_best_real_speech_accuracy(t
     import zoo.checkpoint as ck
 
     monkeypatch.setattr(ck, "model_dir", lambda: tmp_path)
-    assert zoo.default_model() == ck.FALLBACK_DEFAULT  # nothing shipped yet
+    assert zoo.default_model() == zoo.registry.DEFAULT_BACKBONE  # nothing shipped yet
     for name, acc in (("dscnn", 0.7), ("mobilenetv3_small_100", 0.9)):
         meta = {"accuracy": {"protocol": "cv", "acc12": {"value": acc, "ci95": [acc - 0.02, acc + 0.02]}}}
         zoo.save_checkpoint(zoo.create_model(name, num_classes=4), tmp_path / f"{name}.safetensors", meta)
@@ -198,3 +198,16 @@ def test_checkpoint_meta_reads_legacy_keys_and_reaches_the_onnx_metadata():
     assert json.loads(props["accuracy"]) == acc and json.loads(props["training_data"]) == "synth:400"
     assert props["accuracy_summary"].startswith("93.0 % (91.0-95.0) gsc12-dev 12-class")
     assert "not measured" in build_metadata(zoo.create_model("dscnn", num_classes=3), "waveform", 17, {}, None)["accuracy"]
+
+
+def test_checkpoint_metadata_has_one_schema(tmp_path):
+    from zoo.meta import CheckpointMeta
+
+    model = zoo.create_model("dscnn", num_classes=3)
+    with pytest.raises(ValueError, match=r"\['notes'\] are not in zoo.meta.CheckpointMeta"):
+        zoo.save_checkpoint(model, tmp_path / "a.safetensors", {"notes": "a key no reader knows"})
+    assert not (tmp_path / "a.safetensors").exists()
+    path = zoo.save_checkpoint(model, tmp_path / "b.safetensors", {"data": "synth", "epoch": 2})  # a legacy name
+    assert zoo.read_header(path)[1] == {"training_data": "synth", "epoch": 2}
+    path = zoo.save_checkpoint(model, tmp_path / "c.safetensors", CheckpointMeta(run="r", val_acc=0.5))
+    assert CheckpointMeta.from_dict(zoo.read_header(path)[1]) == CheckpointMeta(run="r", val_acc=0.5)

@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Callable
 
 import torch
 
 from kws.fsutil import atomic_path
+from zoo.meta import LEGACY_KEYS, CheckpointMeta
 from zoo.model import KWSModel, ModelConfig, model_dir
-from zoo.registry import is_model, model_entrypoint
+from zoo.registry import DEFAULT_BACKBONE, is_model, model_entrypoint
 
 FORMAT = "kws-zoo/1"
 BEST, LAST = "best.safetensors", "last.safetensors"
@@ -18,9 +20,21 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be loaded; the message names the file and the problem."""
 
 
-def save_checkpoint(model: KWSModel, path: str | Path, meta: dict | None = None, half: bool = False) -> Path:
-    """Write model weights + config atomically. `half` stores float tensors as fp16 (shipping)."""
+def save_checkpoint(model: KWSModel, path: str | Path, meta: CheckpointMeta | dict | None = None,
+                    half: bool = False) -> Path:
+    """Write model weights + config atomically. `half` stores float tensors as fp16 (shipping).
+
+    `meta` is written through the one schema, zoo.meta.CheckpointMeta: a dict may use its field
+    names (or the legacy names it reads), and a key it does not know is an error, not a silent
+    extra that no reader looks at.
+    """
     from safetensors.torch import save_file
+
+    if isinstance(meta, dict):
+        unknown = sorted(set(meta) - CheckpointMeta.field_names() - set(LEGACY_KEYS))
+        if unknown:
+            raise ValueError(f"{path}: checkpoint metadata keys {unknown} are not in zoo.meta.CheckpointMeta")
+        meta = CheckpointMeta.from_dict(meta)
 
     model = getattr(model, "module", model)  # unwrap DDP
     installed = model.package_weights()
@@ -32,7 +46,8 @@ def save_checkpoint(model: KWSModel, path: str | Path, meta: dict | None = None,
         if half and v.is_floating_point():
             v = v.half()
         sd[k] = v.contiguous()
-    metadata = {"format": FORMAT, "config": model.cfg.to_json(), "meta": json.dumps(meta or {}, default=str)}
+    metadata = {"format": FORMAT, "config": model.cfg.to_json(),
+                "meta": json.dumps(meta.to_dict() if meta is not None else {}, default=str)}
     with atomic_path(path) as tmp:
         save_file(sd, str(tmp), metadata=metadata)
     return Path(path)
@@ -44,6 +59,11 @@ def read_checkpoint(path: str | Path) -> tuple[ModelConfig, dict[str, torch.Tens
     tensors: dict[str, torch.Tensor] = {}
     cfg, meta = _read(p, tensors)
     return cfg, tensors, meta
+
+
+def model_name(path: str | Path) -> str:
+    """The zoo model a checkpoint holds, from its header alone (no tensors read; CheckpointError when unreadable)."""
+    return read_header(path)[0].name
 
 
 def read_header(path: str | Path) -> tuple[ModelConfig, dict]:
@@ -149,7 +169,6 @@ def shipped_models() -> list[str]:
     return sorted(p.stem for p in model_dir().glob("*.safetensors"))
 
 
-FALLBACK_DEFAULT = "efficientnet_b0"  # the registry's default backbone, used before any figure exists
 
 
 def default_model() -> str:
@@ -161,7 +180,7 @@ def default_model() -> str:
     """
     from zoo.meta import CheckpointMeta
 
-    best, best_acc = FALLBACK_DEFAULT, -1.0
+    best, best_acc = DEFAULT_BACKBONE, -1.0  # before any shipped file carries a figure
     for name in shipped_models():
         try:
             acc = CheckpointMeta.from_dict(read_header(model_dir() / f"{name}.safetensors")[1]).accuracy
@@ -171,3 +190,30 @@ def default_model() -> str:
         if value > best_acc:
             best, best_acc = name, value
     return best
+
+
+def untrained_checkpoint(name: str, folder: str | Path, seed: int = 0) -> Path:
+    """A seeded random-init checkpoint of `name` in `folder` (made once, then reused).
+
+    For timing, which does not depend on weight values; never for accuracy: its metadata says
+    it saw no data, and the bench refuses to score it.
+    """
+    path = Path(folder) / f"{name}-untrained-seed{seed}.safetensors"
+    if not path.is_file():
+        torch.manual_seed(seed)
+        save_checkpoint(model_entrypoint(name)().eval(), path, CheckpointMeta(training_data="none (random init)"))
+    return path
+
+
+def shipped_or_untrained(name: str, folder: str | Path,
+                         make: Callable[[str, Path], Path] | None = None) -> tuple[str, str]:
+    """(reference, what it is) for timing `name`: its shipped weights, else an untrained checkpoint.
+
+    `make(name, folder)` builds the untrained one (default `untrained_checkpoint`); a check that
+    compares top-1 answers passes its own, with logits spread so that top-1 means something.
+    The description starts with "shipped" or "random init", which reports key on.
+    """
+    if name in shipped_models():
+        return name, f"shipped weights zoo/weights/{name}.safetensors"
+    path = (make or untrained_checkpoint)(name, Path(folder))
+    return str(path), "random init (no shipped weights; timing does not depend on weight values)"

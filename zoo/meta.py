@@ -33,13 +33,17 @@ class CheckpointMeta:
     # "target_fa_per_hour", "negative_hours", "fitted_on", "method", "engine", ...} (bench.calibrate)
     thresholds: dict[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def field_names(cls) -> set[str]:
+        return {f.name for f in dataclasses.fields(cls)}
+
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in dataclasses.asdict(self).items() if v not in ("", None, {})}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "CheckpointMeta":
         """From a checkpoint's stored dict: legacy keys renamed, unknown keys dropped."""
-        names = {f.name for f in dataclasses.fields(cls)}
+        names = cls.field_names()
         out: dict[str, Any] = {}
         for k, v in (d or {}).items():
             k = LEGACY_KEYS.get(k, k)

@@ -14,6 +14,7 @@ from typing import Any, Callable, Mapping
 
 from torch import nn
 
+DEFAULT_BACKBONE = "efficientnet_b0"  # the trainer's default model, and the default before any weights ship
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
 _FILE_KWARGS: dict[str, Mapping[str, "FileKwarg"]] = {}
 _REQUIRES: dict[str, Callable[[], None]] = {}

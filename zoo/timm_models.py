@@ -1,4 +1,4 @@
-"""ImageNet CNN backbones from timm, wrapped with the log-mel frontend and the seed's head."""
+"""ImageNet CNN backbones from timm, wrapped with the log-mel frontend and the progressive MLP head."""
 from __future__ import annotations
 
 from torch import nn
@@ -13,7 +13,7 @@ TIMM_FILE_KWARGS = {"drop_path_rate": FileKwarg(float, 0.0, 1.0), "drop_rate": F
 
 @register_model(file_kwargs=TIMM_FILE_KWARGS)
 def efficientnet_b0(**kw) -> nn.Module:
-    """The default: EfficientNet-B0 with stochastic depth 0.2, as in the seed."""
+    """The default backbone: EfficientNet-B0 with stochastic depth 0.2."""
     kw.setdefault("drop_path_rate", 0.2)  # a checkpoint's saved kwargs carry it too: no duplicate argument
     return build_timm("efficientnet_b0", "efficientnet_b0", **kw)
 

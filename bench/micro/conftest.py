@@ -39,5 +39,5 @@ def model_ref(tmp_path_factory: pytest.TempPathFactory) -> str:
     torch.manual_seed(0)
     model = zoo.create_model(MODEL).eval()
     path = Path(tmp_path_factory.mktemp("micro")) / f"{MODEL}-random.safetensors"
-    zoo.save_checkpoint(model, path, {"note": "random weights for micro-benchmarks"})
+    zoo.save_checkpoint(model, path, {"training_data": "none (random weights, for micro-benchmarks)"})
     return str(path)

@@ -1,4 +1,4 @@
-"""The seed's augmentations, batched on the training device: whole-batch tensor ops, no per-clip Python.
+"""The training augmentations, batched on the training device: whole-batch tensor ops, no per-clip Python.
 
 Waveform [B, T]: time shift, background noise at a random SNR, gain, Gaussian noise.
 Log-mel [B, C, M, F]: time stretch and pitch shift (one grid_sample), SpecAugment masks.
@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kws.audio import SAMPLE_RATE
-from kws.train.config import TrainConfig
+from training.config import TrainConfig
 
 
 class Augmenter:

@@ -32,15 +32,15 @@ from kws.data.source import describe_labels
 from kws.fsutil import LockedError, atomic_write_json, file_lock, sweep_temps, temp_files
 from kws.labels import save_labels
 from kws.pretrained import PretrainedFileError
-from kws.train import dist
-from kws.train.augment import Augmenter, mixup_target_accuracy
-from kws.train.config import CONFIG_FILE, RESUME_OVERRIDES, ConfigError, TrainConfig, load_run_config, save_yaml
-from kws.train.loader import ClipBatches, ViewBatches, make_loader, to_device
-from kws.train.report import (
+from training import dist
+from training.augment import Augmenter, mixup_target_accuracy
+from training.config import CONFIG_FILE, RESUME_OVERRIDES, ConfigError, TrainConfig, load_run_config, save_yaml
+from training.loader import ClipBatches, ViewBatches, make_loader, to_device
+from training.report import (
     METRICS_FILE, build_report, plot_confusion, plot_curves, read_metrics, write_metrics, write_report,
 )
-from kws.train.state import STATE_FILE, RunFileError, apply_state, load_state, save_state
-from kws.train.teacher import Teacher, distill_kl
+from training.state import STATE_FILE, RunFileError, apply_state, load_state, save_state
+from training.teacher import Teacher, distill_kl
 from zoo.meta import CheckpointMeta
 
 
@@ -555,7 +555,7 @@ def _train(cfg: TrainConfig, env: dist.Env, resume: Path | None, stop_after_epoc
             plot_curves(rows, run_dir / "curves.png")
             meta = CheckpointMeta(training_data=describe_data(cfg),
                                   label_set=describe_labels(labels), run=run_dir.name, epoch=epoch + 1, val_loss=val_loss,
-                                  val_acc=val_acc).to_dict()
+                                  val_acc=val_acc)
             if improved:
                 zoo.save_checkpoint(eng.model, run_dir / zoo.checkpoint.BEST, meta)
             zoo.save_checkpoint(eng.model, run_dir / zoo.checkpoint.LAST, meta)
@@ -593,7 +593,7 @@ def clip_inputs(eng: Engine, src, split: str, cs, train: bool) -> ClipBatches | 
     if not eng.cached:
         return ClipBatches(cs.waves, cs.y)
     from kws.data import cache_root
-    from kws.train.features import cached_views
+    from training.features import cached_views
 
     env, cfg = eng.env, eng.cfg
 

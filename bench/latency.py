@@ -1,15 +1,15 @@
 """Batch-1 latency of every available backend, waveform in -> probabilities out, one run.
 
-    python -m backends.bench_latency [--models efficientnet_b0 resnet18 mobilenetv3_large_100]
+    python -m bench.latency [--models efficientnet_b0 resnet18 mobilenetv3_large_100]
                                      [--weights-dir DIR] [--threads 1] [--rounds 40] [--out results]
                                      [--extra MODEL=FILE.onnx ...]
-    python -m backends.bench_latency report [results/backend_latency.json]   # the .md again
+    python -m bench.latency report [results/backend_latency.json]   # the .md again
 
 Writes results/backend_latency.json ({"metadata", "results"}) and backend_latency.md, made from
 the JSON afterwards. All backends of one model are timed in interleaved rounds in this one
 process, so their ratios are comparable even on a busy machine; p10, p50 and p99 over
 rounds x 10 calls, and the ratios at p50 and at p10 (on a loaded machine the median is often
-a descheduled call). Issue 10's EfficientNet-B0 targets are checked in the report.
+a descheduled call). The published EfficientNet-B0 targets (TARGETS) are checked in the report.
 Weights: DIR/<model>/ (a run folder, or a link to one) when --weights-dir is given, else the shipped
 zoo/weights/<model>.safetensors, else a random-initialised model (stated in each row).
 The int8 rows carry the quantizer's report: variant chosen, agreement with fp32 and the
@@ -20,39 +20,27 @@ within one run.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
-
-from backends import create_backend, list_backends
+from backends import bench_order, create_backend, list_backends
+from backends.registry import DEFAULT_BACKEND, REFERENCE_BACKEND, fp32_counterpart
 from backends.clips import get_clips
-from backends.timing import interleaved_latency, summary_ms
+from kws.timing import interleaved_latency, summary_ms
 
 MODELS = ("efficientnet_b0", "resnet18", "mobilenetv3_large_100")
-BENCH_BACKENDS = ("torch-cpu", "ort-cpu", "ort-int8", "torch-cuda", "ort-cuda", "ort-directml")
-# issue 10: EfficientNet-B0 on ort-cpu, batch 1, 1 thread, waveform in: p50 at most this, and this many
+# the published target: EfficientNet-B0 on ort-cpu, batch 1, 1 thread, waveform in: p50 at most this, and this many
 # times faster than torch eager (torch-cpu) in the same run
 TARGETS = {"efficientnet_b0": {"backend": "ort-cpu", "p50_ms": 3.0, "vs_torch": 4.0}}
-
-
-def run_metadata(command: Sequence[str], **extra: Any) -> dict[str, Any]:
-    """kws.runinfo.run_metadata (the shared recorder), plus the load of this shared machine."""
-    import os
-
-    from kws.runinfo import run_metadata as shared
-
-    return shared(list(command), load_average=os.getloadavg(), **extra)
 
 
 def bench_model(name: str, ref: str, weights: str, threads: int, rounds: int,
                 extra: Sequence[str] = ()) -> list[dict]:
     status = {s.name: s for s in list_backends()}
     rows, loaded = [], {}
-    for b in BENCH_BACKENDS:
+    for b in bench_order():
         row: dict[str, Any] = {"model": name, "backend": b, "threads": threads, "weights": weights}
         rows.append(row)
         if not status[b].available:
@@ -65,18 +53,18 @@ def bench_model(name: str, ref: str, weights: str, threads: int, rounds: int,
             row["status"] = f"n/a: {type(e).__name__}: {str(e)[:300]}"
             continue
         row.update(status="ok", device=be.device, providers=list(be.providers))
-        if b == "ort-int8":
-            q = json.loads(be.info.props.get("quantization", "{}"))
+        if be.quantization:
+            q = be.quantization
             row["int8"] = {k: q.get(k) for k in ("chosen", "reason", "speedup", "top1_agreement", "accuracy_fp32",
                                                  "accuracy_int8", "calibration", "evaluation")}
             row["int8"]["variants"] = [{k: c.get(k) for k in ("variant", "speedup", "top1_agreement", "p50_ms")}
                                        for c in q.get("candidates", [])]
         loaded[b] = be
     for path in extra:  # keyed "ort-cpu <file>": timed and compared like the backends
-        key = f"ort-cpu {path}"
+        key = f"{DEFAULT_BACKEND} {path}"
         row = {"model": name, "backend": key, "threads": threads, "weights": f"ONNX file {path}"}
         rows.append(row)
-        be = create_backend("ort-cpu", path, threads=threads, log=None)
+        be = create_backend(DEFAULT_BACKEND, path, threads=threads, log=None)
         be.warmup(runs=5)
         row.update(status="ok", device=be.device, providers=list(be.providers))
         loaded[key] = be
@@ -90,25 +78,27 @@ def bench_model(name: str, ref: str, weights: str, threads: int, rounds: int,
         if b not in loaded:
             continue
         row.update(summary_ms(lat[b]))
-        if "torch-cpu" in probs:
-            row["top1_agreement_vs_torch"] = float((probs[b].argmax(1) == probs["torch-cpu"].argmax(1)).mean())
+        if REFERENCE_BACKEND in probs:
+            row["top1_agreement_vs_torch"] = float((probs[b].argmax(1) == probs[REFERENCE_BACKEND].argmax(1)).mean())
         row["clips"] = clips.source
     med = {r["backend"]: r["p50_ms"] for r in rows if "p50_ms" in r}
     p10 = {r["backend"]: r["p10_ms"] for r in rows if "p10_ms" in r}
     for row in rows:
         if "p50_ms" not in row:
             continue
-        if "torch-cpu" in med:
-            row["speedup_vs_torch_cpu"] = med["torch-cpu"] / row["p50_ms"]
-            row["speedup_vs_torch_cpu_p10"] = p10["torch-cpu"] / row["p10_ms"]
-        if row["backend"] == "ort-int8" and "ort-cpu" in med:
-            row["speedup_vs_ort_cpu"] = med["ort-cpu"] / row["p50_ms"]
-            row["speedup_vs_ort_cpu_p10"] = p10["ort-cpu"] / row["p10_ms"]
+        if REFERENCE_BACKEND in med:
+            row["speedup_vs_torch_cpu"] = med[REFERENCE_BACKEND] / row["p50_ms"]
+            row["speedup_vs_torch_cpu_p10"] = p10[REFERENCE_BACKEND] / row["p10_ms"]
+        base = fp32_counterpart(row["backend"]) if row["backend"] in bench_order() else None
+        if base in med:  # int8 against the fp32 graph on the same runtime ("speedup_vs_ort_cpu" for ort-int8)
+            key = "speedup_vs_" + base.replace("-", "_")
+            row[key] = med[base] / row["p50_ms"]
+            row[key + "_p10"] = p10[base] / row["p10_ms"]
     return rows
 
 
 def target_lines(rows: list[dict]) -> list[str]:
-    """Issue 10's latency targets against this run's rows (ratios within the run)."""
+    """The latency targets against this run's rows (ratios within the run)."""
     lines = []
     for model, t in TARGETS.items():
         r = next((r for r in rows if r["model"] == model and r["backend"] == t["backend"] and "p50_ms" in r), None)
@@ -167,7 +157,7 @@ def markdown(data: dict) -> str:
                 lines.append(f"- {r['model']} {v['variant']}: {v['speedup']:.2f}x, {v['top1_agreement']:.1%}")
     targets = target_lines(rows)
     if targets:
-        lines += ["", "## Targets (issue 10)", "", *targets]
+        lines += ["", "## Targets", "", *targets]
     return "\n".join(lines) + "\n"
 
 
@@ -182,12 +172,12 @@ def write_markdown(json_path: Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["report"]:
-        p = argparse.ArgumentParser(prog="python -m backends.bench_latency report",
+        p = argparse.ArgumentParser(prog="python -m bench.latency report",
                                     description="backend_latency.md from its JSON")
         p.add_argument("json", nargs="?", type=Path, default=Path("results") / "backend_latency.json")
         print(f"wrote {write_markdown(p.parse_args(argv[1:]).json)}")
         return 0
-    p = argparse.ArgumentParser(prog="python -m backends.bench_latency", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m bench.latency", description=__doc__.split("\n\n")[0])
     p.add_argument("--models", nargs="+", default=list(MODELS))
     p.add_argument("--weights-dir", type=Path, help="folder of run folders named after the models")
     p.add_argument("--threads", type=int, default=1)
@@ -204,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         extra.setdefault(model, []).append(path)
     import os
 
-    from backends.selfcheck import default_ref
+    from bench.selfcheck import default_ref
     from kws.runinfo import write_results
 
     load = os.getloadavg()
@@ -225,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
                 else:
                     print(f"  {r['backend']:12s} {r['status'][:100]}", flush=True)
     path = write_results(args.out / "backend_latency.json", rows,
-                         command=["python", "-m", "backends.bench_latency", *argv], threads=args.threads,
+                         command=["python", "-m", "bench.latency", *argv], threads=args.threads,
                          load_average=load, load_average_end=os.getloadavg())
     print(f"wrote {path} and {write_markdown(path)}")
     for line in target_lines(rows):

@@ -19,6 +19,7 @@ import yaml
 from kws.data.custom import NEGATIVES, SAY_PER_WORD
 from kws.data.views import DEFAULT_LABELS
 from kws.fsutil import atomic_write_text
+from zoo.registry import DEFAULT_BACKBONE
 
 CONFIG_FILE = "config.yaml"
 
@@ -30,7 +31,7 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class TrainConfig:
     # --- what to train, on what
-    model: str = "efficientnet_b0"
+    model: str = DEFAULT_BACKBONE
     data: str = "synth"  # kws.data spec: synth, synth:tiny, gsc:PATH, folder:PATH, A+B
     labels: str = DEFAULT_LABELS  # 35s, 35, 12, auto (the source's own words) or default (see the end of --help)
     pretrained: bool = False  # timm ImageNet weights from the hub
@@ -46,7 +47,7 @@ class TrainConfig:
     runs_dir: str = "runs"
     cache_dir: str | None = None  # decoded-clip cache; default $KWS_CACHE or <repo>/data_cache
 
-    # --- optimisation (the seed's recipe)
+    # --- optimisation (the default recipe: AdamW, label smoothing, cosine warm restarts)
     epochs: int = 70  # 10 + 20 + 40: ends where the third warm-restart cycle reaches its minimum
     batch_size: int = 64  # per process; the effective batch is batch_size * accum_steps * world size
     accum_steps: int = 1
@@ -58,7 +59,7 @@ class TrainConfig:
     eta_min: float = 1e-6
     patience: int = 15  # early stopping on validation loss
     grad_clip: float = 1.0  # max global grad norm; 0 disables
-    fast: bool = False  # the seed's fast mode: a stratified 5,000-clip training subset (kws.data); val/test untouched
+    fast: bool = False  # a stratified 5,000-clip training subset (kws.data); val/test untouched
     max_minutes: float = 0.0  # wall-clock budget of this invocation; 0 = none
     seed: int = 0
 
@@ -80,7 +81,7 @@ class TrainConfig:
     pin_memory: bool | None = None  # None = on for CUDA
     threads: int = 0  # torch intra-op threads on CPU; 0 = torch's default
 
-    # --- waveform augmentation (batched on the training device, kws.train.augment)
+    # --- waveform augmentation (batched on the training device, training.augment)
     augment: bool = True  # master switch for everything below (mixup included)
     p_shift: float = 0.8
     shift_s: float = 0.1  # time shift up to +-shift_s seconds, zero-filled

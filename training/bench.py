@@ -1,9 +1,9 @@
 """Training throughput: samples/s per model, and whether the data path keeps up.
 
-    python -m kws.train.bench                        # every model on this CPU, batch 32
-    python -m kws.train.bench --models efficientnet_b0 --device cuda    # GPU, AMP, batch 256
+    python -m training.bench                        # every model on this CPU, batch 32
+    python -m training.bench --models efficientnet_b0 --device cuda    # GPU, AMP, batch 256
 
-Three numbers, measured with the trainer's own code (kws.train.trainer.Engine):
+Three numbers, measured with the trainer's own code (training.trainer.Engine):
 - train step: augmentation + frontend + forward + backward + AdamW on a batch already on the
   device, per model: what the model can consume;
 - data path: the DataLoader over an int16 memmap (host), and the same plus the copy to the
@@ -30,10 +30,11 @@ from kws.audio import CLIP_SAMPLES, SAMPLE_RATE
 from kws.fsutil import atomic_write_text
 from kws.labels import GSC_V2_WORDS, SILENCE
 from kws.runinfo import write_results
-from kws.train import dist
-from kws.train.config import TrainConfig
-from kws.train.loader import ClipBatches, make_loader, to_device
-from kws.train.trainer import build_engine, configure_torch
+from training import dist
+from training.config import TrainConfig
+from training.loader import ClipBatches, make_loader, to_device
+from training.trainer import build_engine, configure_torch
+from zoo.registry import DEFAULT_BACKBONE
 
 LABELS = GSC_V2_WORDS + (SILENCE,)
 
@@ -181,7 +182,7 @@ def markdown(rows: list[dict], device: str, note: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m kws.train.bench", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m training.bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", default="all", help="comma-separated zoo names, or 'all' (default)")
     p.add_argument("--device", default="auto")
@@ -190,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=None, help="untimed steps first (default 2 on CPU, 10 on CUDA)")
     p.add_argument("--clips", type=int, default=None, help="clips in the benchmark memmap (default 32 batches)")
     p.add_argument("--workers", type=int, default=None, help="loader workers (default: the trainer's)")
-    p.add_argument("--e2e-model", default="efficientnet_b0", help="model of the end-to-end run ('' to skip)")
+    p.add_argument("--e2e-model", default=DEFAULT_BACKBONE, help="model of the end-to-end run ('' to skip)")
     p.add_argument("--amp", default="auto", choices=("auto", "off", "bf16", "fp16"))
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--out", default=None, help="JSON path (default results/train_throughput[_cuda].json)")
@@ -232,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     threads = torch.get_num_threads()
     settings = {"device": str(env.device), "batch": batch, "steps": steps, "warmup": warmup, "torch_threads": threads,
                 "augment": "all of TrainConfig's defaults (mixup on half the batches)"}
-    write_results(out, rows, command=["python", "-m", "kws.train.bench", *(argv if argv is not None else sys.argv[1:])],
+    write_results(out, rows, command=["python", "-m", "training.bench", *(argv if argv is not None else sys.argv[1:])],
                   probe_gpu=cuda, settings=settings)
     device = torch.cuda.get_device_name(env.device) if cuda else f"CPU, {threads} torch threads"
     timing = "median step time" if not cuda else "mean over the block"

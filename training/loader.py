@@ -3,7 +3,7 @@
 A batch is one fancy-index read of the memmap (B x 32 kB, sorted for locality) instead of
 B `__getitem__` calls and a collate: the host does a memcpy per batch and nothing else,
 and int16 halves the bytes pinned and copied to the GPU. Augmentation happens on the
-device (kws.train.augment). Sharding uses torch's DistributedSampler, also with one
+device (training.augment). Sharding uses torch's DistributedSampler, also with one
 process, so the shuffle order is a function of (seed, epoch) alone: a resumed run sees
 the same batches as an uninterrupted one.
 """

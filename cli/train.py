@@ -1,4 +1,24 @@
-"""Command line of train.py (see its docstring for usage)."""
+"""Train any zoo model on any data source: augmentation on the device, AMP, DDP, resumable runs.
+
+Usage:
+  python train.py                                       # EfficientNet-B0, embedded synthetic speech, 35s labels
+  python train.py --model dscnn --data synth+gsc12-dev --epochs 30
+  python train.py --data folder:PATH                    # your own words: PATH/<word>/*.wav (any rate/length),
+                                                        #   labelled by its folder names (digits: 10 labels)
+  python train.py --data folder:PATH --labels 35s       # ... viewed through the 35 Speech Commands words instead
+  python train.py --fast --max-minutes 10               # 5,000-clip subset, 10-minute budget
+  python train.py --config exp.yaml --lr 3e-4           # YAML settings, flags on top
+  python train.py --resume runs/dscnn-20250101-120000 --epochs 150
+  python train.py --pretrained                          # timm ImageNet weights from the hub
+  python train.py --pretrained-file efficientnet_b0.safetensors   # ... or from a local file (offline)
+  torchrun --standalone --nproc-per-node 4 train.py --model efficientnet_b0
+  python train.py --print-config --model resnet18       # show the resolved config
+  python -m training.bench                             # training samples/s per model, data path
+
+Every run writes runs/<model>-<timestamp>/ (or --out): config.yaml, class_labels.json,
+best.safetensors, last.safetensors, train_state.safetensors, metrics.csv, curves.png,
+confusion.png, report.json, report.md. `python train.py --help` lists every setting.
+"""
 from __future__ import annotations
 
 import argparse
@@ -7,10 +27,10 @@ from pathlib import Path
 
 import yaml
 
-from kws.train.config import ConfigError, add_config_args, coerce, resolve
+from training.config import ConfigError, add_config_args, coerce, resolve
 
 
-def build_parser(doc: str = "") -> argparse.ArgumentParser:
+def build_parser(doc: str = __doc__) -> argparse.ArgumentParser:
     from kws.data.views import DEFAULT_RULE
 
     p = argparse.ArgumentParser(prog="train.py", description=doc, formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -25,10 +45,10 @@ def build_parser(doc: str = "") -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None, doc: str = "") -> int:
+def main(argv: list[str] | None = None, doc: str = __doc__) -> int:
     from kws.data import DataError
     from kws.pretrained import PretrainedFileError
-    from kws.train.state import RunFileError
+    from training.state import RunFileError
     from zoo import PretrainedUnavailable
 
     args = vars(build_parser(doc).parse_args(argv))
@@ -38,7 +58,7 @@ def main(argv: list[str] | None = None, doc: str = "") -> int:
         if resume:
             if config_path:
                 raise ConfigError("--resume takes the run's own config.yaml; --config cannot be combined with it")
-            from kws.train.trainer import resume_config
+            from training.trainer import resume_config
 
             cfg = resume_config(Path(resume), {k: coerce(k, v, "command line") for k, v in args.items()})
         else:
@@ -46,7 +66,7 @@ def main(argv: list[str] | None = None, doc: str = "") -> int:
         if print_only:
             print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
             return 0
-        from kws.train.trainer import train
+        from training.trainer import train
 
         train(cfg, resume=resume, stop_after_epochs=stop_after)
     except (ConfigError, DataError, PretrainedUnavailable, PretrainedFileError, RunFileError,

@@ -1,6 +1,6 @@
 """Predict the keyword in audio files with any backend.
 
-    from kws.predict import predict_audio, predict_files
+    from inference import predict_audio, predict_files
     label, confidence = predict_audio("yes.wav")                     # the default model on ort-cpu
     for p in predict_files(paths, model="runs/x", backend="ort-int8"):
         print(p.path, p.label, p.confidence)
@@ -18,16 +18,9 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from backends.registry import DEFAULT_BACKEND
 from kws.audio import AudioError, load_clip
-
-DEFAULT_BACKEND = "ort-cpu"
-
-
-def default_model() -> str:
-    """The shipped model with the best cross-validated real-speech accuracy (zoo.default_model)."""
-    from zoo import default_model as best
-
-    return best()
+from zoo.checkpoint import default_model
 
 
 @dataclass(frozen=True)
@@ -44,7 +37,7 @@ def get_backend(model: str, backend: str = DEFAULT_BACKEND, threads: int | None 
     """A loaded backend, cached: the first call may export/quantize (minutes for int8), later calls are free."""
     from backends import create_backend
 
-    return create_backend(backend, model, threads=threads, **({"log": None} if backend.startswith("ort") else {}))
+    return create_backend(backend, model, threads=threads, log=None)
 
 
 def predict_audio(path: str | Path, model: str | Path | None = None, backend: str = DEFAULT_BACKEND,

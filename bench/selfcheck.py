@@ -1,6 +1,6 @@
 """Run every available backend on the same clips: agreement with torch-cpu and batch-1 latency.
 
-    python -m backends.selfcheck [--model REF] [--json OUT] [--clips 32] [--runs 100] [--threads 1]
+    python -m bench.selfcheck [--model REF] [--json OUT] [--clips 32] [--runs 100] [--threads 1]
 
 Made for a GPU machine (torch-cuda, and ort-cuda where onnxruntime-gpu is installed), and
 useful anywhere: unavailable backends are listed with the reason. REF defaults to the
@@ -19,9 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from backends import BACKENDS, create_backend, list_backends
+from backends import backend_names, backend_spec, create_backend, list_backends
+from backends.registry import REFERENCE_BACKEND
 from backends.clips import get_clips
-from backends.timing import interleaved_latency, summary_ms
+from kws.timing import interleaved_latency, summary_ms
+from zoo.registry import DEFAULT_BACKBONE
 
 
 def random_checkpoint(name: str, folder: str | Path, logit_std: float = 3.0, seed: int = 0) -> Path:
@@ -62,20 +64,19 @@ def random_checkpoint(name: str, folder: str | Path, logit_std: float = 3.0, see
 
 
 def default_ref(name: str, tmp: str | Path) -> tuple[str, str]:
-    """(ref, description): shipped weights when present, else a random-init checkpoint."""
-    from zoo import shipped_models
+    """(ref, description): shipped weights when present, else a random-init checkpoint, widened head."""
+    from zoo.checkpoint import shipped_or_untrained
 
-    if name in shipped_models():
-        return name, f"shipped weights zoo/weights/{name}.safetensors"
-    return str(random_checkpoint(name, tmp)), "random init (no shipped weights), widened head"
+    return shipped_or_untrained(name, tmp, make=random_checkpoint)
 
 
-def check(ref: str, n_clips: int = 32, runs: int = 100, threads: int = 1, names=BACKENDS) -> list[dict]:
+def check(ref: str, n_clips: int = 32, runs: int = 100, threads: int = 1,
+          names: tuple[str, ...] | None = None) -> list[dict]:
     clips = get_clips(n_clips)
     status = {s.name: s for s in list_backends()}
     rows: list[dict] = []
     loaded = {}
-    for name in names:
+    for name in names or backend_names():
         row = {"backend": name, "available": status[name].available, "reason": status[name].reason}
         rows.append(row)
         if not status[name].available:
@@ -91,7 +92,7 @@ def check(ref: str, n_clips: int = 32, runs: int = 100, threads: int = 1, names=
                    model=be.model_name)
         row["probs"] = be.predict(clips.waves)
         loaded[name] = be
-    ref_probs = rows[0].get("probs") if rows and rows[0]["backend"] == "torch-cpu" else None
+    ref_probs = rows[0].get("probs") if rows and rows[0]["backend"] == REFERENCE_BACKEND else None
     one = clips.waves[:1]
     lat = interleaved_latency({k: (lambda b=b: b.predict(one)) for k, b in loaded.items()},
                               rounds=max(1, runs // 10), per_round=10)
@@ -109,9 +110,9 @@ def check(ref: str, n_clips: int = 32, runs: int = 100, threads: int = 1, names=
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m backends.selfcheck", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m bench.selfcheck", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", help="zoo name | run folder | .safetensors (default: see above)")
-    p.add_argument("--arch", default="efficientnet_b0", help="zoo model for the default reference")
+    p.add_argument("--arch", default=DEFAULT_BACKBONE, help="zoo model for the default reference")
     p.add_argument("--json", type=Path, help="write {metadata, results} here")
     p.add_argument("--clips", type=int, default=32)
     p.add_argument("--runs", type=int, default=100)
@@ -127,20 +128,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{r['backend']:13s} n/a: {r['reason']}")
             continue
         agree = r.get("top1_agreement_vs_torch_cpu")
-        need = 0.99 if r["backend"] == "ort-int8" else 1.0
+        need = backend_spec(r["backend"]).min_agreement
         if agree is not None and agree < need:
             bad.append(r["backend"])
         print(f"{r['backend']:13s} {r['device']:7s} p50 {r['batch1_p50_ms']:7.3f} ms  p99 {r['batch1_p99_ms']:7.3f} ms  "
               f"top-1 {agree if agree is None else f'{agree:.2%}'}  max|d| {r.get('max_abs_diff_vs_torch_cpu', float('nan')):.2e}")
     if args.json:
-        from backends.bench_latency import run_metadata
+        from kws.runinfo import write_results
 
-        from kws.fsutil import atomic_write_json
-
-        atomic_write_json(args.json, {"metadata": run_metadata(["python", "-m", "backends.selfcheck",
-                                                                *(argv if argv is not None else sys.argv[1:])],
-                                                               weights=weights),
-                                      "results": rows})
+        write_results(args.json, rows, command=["python", "-m", "bench.selfcheck",
+                                                *(argv if argv is not None else sys.argv[1:])], weights=weights)
     if bad:
         print(f"DISAGREEMENT with torch-cpu: {', '.join(bad)}", file=sys.stderr)
         return 1

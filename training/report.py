@@ -13,7 +13,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from kws.fsutil import atomic_path, atomic_write_json, atomic_write_text
-from kws.labels import GSC_V2_WORDS, SILENCE, has_12class_words, to_12class
+from kws.metrics import maps_to_12, per_class_scores, to_12class_cm
 
 METRICS_FILE = "metrics.csv"
 METRICS_COLUMNS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "train_samples",
@@ -32,7 +32,7 @@ def write_metrics(path: Path, rows: Sequence[dict[str, Any]]) -> None:
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
     """The rows of a metrics.csv; RunFileError names the file and line of anything garbled."""
-    from kws.train.state import RunFileError
+    from training.state import RunFileError
 
     if not path.is_file():
         return []
@@ -56,45 +56,20 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
 
 
 def scores(cm: np.ndarray, labels: Sequence[str]) -> dict[str, Any]:
-    """Accuracy, macro precision/recall/F1 and per-class scores from a confusion matrix."""
+    """Accuracy, macro precision/recall/F1 and per-class scores from a confusion matrix (kws.metrics)."""
     cm = np.asarray(cm, dtype=np.int64)
-    tp = np.diag(cm).astype(float)
+    precision, recall, f1, present = per_class_scores(cm)
     support = cm.sum(1)
-    predicted = cm.sum(0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        precision = np.where(predicted > 0, tp / predicted, 0.0)
-        recall = np.where(support > 0, tp / support, 0.0)
-        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
-    present = support > 0  # macro averages over the classes the set contains
     n = int(cm.sum())
     return {
         "n": n,
-        "accuracy": float(tp.sum() / n) if n else 0.0,
+        "accuracy": float(np.trace(cm) / n) if n else 0.0,
         "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
         "macro_precision": float(precision[present].mean()) if present.any() else 0.0,
         "macro_recall": float(recall[present].mean()) if present.any() else 0.0,
         "per_class": {lab: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
                             "support": int(support[i])} for i, lab in enumerate(labels)},
     }
-
-
-def maps_to_12(labels: Sequence[str], cm: np.ndarray) -> bool:
-    """True for 35-word label sets (with or without silence) scored on clips that hold a word of
-    the 12-class task: only those score on the 12-class task too (a digits-only test set would
-    score 100 % by answering "unknown")."""
-    present = [lab for lab, n in zip(labels, np.asarray(cm).sum(1)) if n > 0]
-    return len(labels) > 12 and set(labels) <= set(GSC_V2_WORDS) | {SILENCE} and has_12class_words(present)
-
-
-def to_12class_cm(cm: np.ndarray, labels: Sequence[str]) -> tuple[np.ndarray, list[str]]:
-    """Collapse a 35(s)-class confusion matrix through kws.labels.to_12class (argmax mapped)."""
-    from kws.labels import GSC12_LABELS
-
-    target = list(GSC12_LABELS)
-    m = np.zeros((len(labels), len(target)), dtype=np.int64)
-    for i, lab in enumerate(labels):
-        m[i, target.index(to_12class(lab))] = 1
-    return m.T @ np.asarray(cm, dtype=np.int64) @ m, target
 
 
 def build_report(cm: np.ndarray, labels: Sequence[str], info: dict[str, Any]) -> dict[str, Any]:

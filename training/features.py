@@ -4,7 +4,7 @@ With `freeze_backbone` the frontend and the backbone never change, so what they 
 clip depends only on the clip and its augmentation. Each training clip is augmented
 `cache_views` times, exactly as the trainer would augment it (waveform, then spectrogram),
 and passed through frontend + backbone once; validation and test clips get one clean view.
-Epoch e then trains the head on view e mod V (kws.train.loader.ViewBatches); mixup still
+Epoch e then trains the head on view e mod V (training.loader.ViewBatches); mixup still
 happens in the loop, on the cached features.
 
 Views are float16 .npy files under <cache>/features/<key>/, one file per view, each written
@@ -29,8 +29,8 @@ from tqdm.auto import tqdm
 
 from kws.data import ClipSet
 from kws.fsutil import atomic_path, atomic_write_json, file_lock, sweep_temps, temp_files
-from kws.train.augment import Augmenter
-from kws.train.config import TrainConfig
+from training.augment import Augmenter
+from training.config import TrainConfig
 
 FORMAT = "kws-features/1"
 BATCH = 128
@@ -73,10 +73,10 @@ def _backbone_runner(model: torch.nn.Module, example: torch.Tensor, device: torc
     """features -> backbone outputs. On the CPU through ONNX Runtime: the frozen backbone's
     forward is the cost of a cache build, and ORT runs the speech embedding 2.7x faster than
     eager PyTorch on one thread (outputs equal to 2e-5 of values up to 70, far below the
-    float16 the cache stores; kws.train.ortrun checks it against eager on the first batch)."""
+    float16 the cache stores; training.ortrun checks it against eager on the first batch)."""
     if device.type != "cpu":
         return lambda f: model.backbone(f).float().cpu().numpy()
-    from kws.train.ortrun import cpu_runner
+    from training.ortrun import cpu_runner
 
     return cpu_runner(model.backbone, example)[0]
 

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from kws.fsutil import sha256_of
-from kws.train.config import ConfigError
+from training.config import ConfigError
 
 
 def label_map(teacher: Sequence[str], student: Sequence[str]) -> torch.Tensor:
@@ -62,10 +62,10 @@ class Teacher:
         self.temperature = temperature
         self.name = model.cfg.name
         # On the CPU the teacher's forward is most of a small student's step: run it in ONNX
-        # Runtime (kws.train.ortrun; used only if it matches eager on a seeded noise batch).
+        # Runtime (training.ortrun; used only if it matches eager on a seeded noise batch).
         self.runtime, self._run = "eager", None
         if device.type == "cpu":
-            from kws.train.ortrun import cpu_runner
+            from training.ortrun import cpu_runner
 
             g = torch.Generator().manual_seed(0)
             example = 0.1 * torch.randn(4, model.cfg.frontend.clip_samples, generator=g)

@@ -13,6 +13,8 @@ pytest.importorskip("espeakng_loader", reason="espeakng-loader wheel not install
 
 from kws.audio import CLIP_SAMPLES, SAMPLE_RATE  # noqa: E402
 from kws.data import synth as S  # noqa: E402
+# The modules that look up what a test patches (a patch of the package's re-export would do nothing).
+from kws.data.synth import build, dsp, festival, plan, render  # noqa: E402
 from kws.labels import BACKGROUND_NOISE_DIR, GSC_V2_WORDS  # noqa: E402
 
 
@@ -142,7 +144,7 @@ def test_words_sound_different_across_speakers(tmp_path: Path) -> None:
         sp = S.Speaker(f"{i:08x}", "espeak", accent, variant, vtl, 1.0, 0.8, 0.5, 0.6)
         S.install_voice(data, sp.id, S.voice_file_text(data, accent, variant, vtl, 1.0))
         for w in words:
-            x, _ = renderer.speak(S._draw_clip(rng, 0, w, sp, 0), sp)
+            x, _ = renderer.speak(plan._draw_clip(rng, 0, w, sp, 0), sp)
             assert 0.15 < len(x) / SAMPLE_RATE <= S.MAX_WORD_SECONDS
             feats[(i, w)] = _mfcc(x)
     same, other, hits = [], [], 0
@@ -160,7 +162,7 @@ def test_punctuation_marks_change_the_intonation(tmp_path: Path) -> None:
     sp = S.Speaker("0000beef", "espeak", "en-US", "", 1.0, 1.0, 0.8, 0.5, 0.6)
     S.install_voice(data, sp.id, S.voice_file_text(data, "en-US", "", 1.0, 1.0))
     renderer = S.Renderer({}, data)
-    spec = S._draw_clip(np.random.default_rng(0), 0, "no", sp, 0)
+    spec = plan._draw_clip(np.random.default_rng(0), 0, "no", sp, 0)
     said = {m: renderer.speak(dataclasses.replace(spec, mark=m), sp)[0] for m in (".", "?", "!")}
     end = {m: _f0(x[len(x) // 2 :], SAMPLE_RATE) for m, x in said.items()}
     assert end["?"] > 1.05 * end["."]  # a question rises at the end
@@ -206,7 +208,7 @@ def test_killed_build_leaves_nothing_half_done(tmp_path: Path, monkeypatch: pyte
     def die(*_a: object, **_k: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(S, "_render_all", die)
+    monkeypatch.setattr(build, "_render_all", die)
     with pytest.raises(KeyboardInterrupt):
         S.build_synth(tmp_path / "out", words=("yes",), size="tiny", workers=1, progress=False)
     assert list(tmp_path.iterdir()) == []
@@ -297,9 +299,9 @@ def test_room_impulse_decays_by_60db_at_rt60() -> None:
 
 def test_room_impulse_has_early_reflections_before_its_tail(monkeypatch: pytest.MonkeyPatch) -> None:
     room = S.Room(rt60=0.3, drr_db=5.0)
-    monkeypatch.setattr(S, "EARLY_REFLECTIONS", (0, 0))
+    monkeypatch.setattr(dsp, "EARLY_REFLECTIONS", (0, 0))
     plain = S.room_impulse(room, np.random.default_rng(3))
-    monkeypatch.setattr(S, "EARLY_REFLECTIONS", (3, 3))
+    monkeypatch.setattr(dsp, "EARLY_REFLECTIONS", (3, 3))
     early = S.room_impulse(room, np.random.default_rng(3))
     gap = 1 + int(np.flatnonzero(plain[1:])[0])  # where the diffuse tail starts
     assert np.count_nonzero(plain[1:gap]) == 0 and 1 <= np.count_nonzero(early[1:gap]) <= 3
@@ -354,7 +356,7 @@ def test_noise_colours_have_the_right_slope() -> None:
 def test_flite_engine_speaks_and_is_reproducible() -> None:
     renderer = S.Renderer({}, S.espeak_paths()[1])
     sp = S.Speaker("0000f11e", "flite", "slt", "", 1.05, 1.0, 0.8, 0.5, 0.5)
-    spec = S._draw_clip(np.random.default_rng(0), 0, "seven", sp, 0)
+    spec = plan._draw_clip(np.random.default_rng(0), 0, "seven", sp, 0)
     a, _ = renderer.speak(spec, sp)
     b, _ = renderer.speak(spec, sp)
     assert 0.2 < len(a) / SAMPLE_RATE <= S.MAX_WORD_SECONDS and np.array_equal(a, b)
@@ -392,9 +394,9 @@ def test_respell_gives_each_language_its_own_spelling() -> None:
 
 def test_auto_engines_use_what_is_installed_and_name_what_is_missing(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setattr(S, "flite_binary", lambda: None)
-    monkeypatch.setattr(S, "festival_voices", lambda: ())
-    monkeypatch.setattr(S, "piper_voices", lambda: ())
+    monkeypatch.setattr(build, "flite_binary", lambda: None)
+    monkeypatch.setattr(build, "festival_voices", lambda: ())
+    monkeypatch.setattr(build, "piper_voices", lambda: ())
     out = S.build_synth(tmp_path / "auto", words=("yes",), size="tiny", workers=1, progress=False)
     assert json.loads((out / S.MANIFEST).read_text())["key"]["engines"] == ["espeak"]
     err = capsys.readouterr().err
@@ -437,7 +439,7 @@ def test_festival_prosody_reaches_a_diphone_voice() -> None:
 def test_festival_scheme_errors_are_failures(monkeypatch: pytest.MonkeyPatch) -> None:
     """festival --pipe reports a Scheme error and carries on: it must not pass as a clip."""
     voice = next(v for v in S.festival_voices() if S.FESTIVAL_VOICES[v].prosody == "diphone")
-    monkeypatch.setattr(S, "FESTIVAL_F0_FLOOR", "kws-unbound-variable")
+    monkeypatch.setattr(festival, "FESTIVAL_F0_FLOOR", "kws-unbound-variable")
     with pytest.raises(S.SynthError, match="SIOD ERROR"):
         S.festival_synth("no", voice, 1.0, 1.0, 1.0, seed=0)
 
@@ -448,7 +450,7 @@ def test_festival_is_run_again_after_a_random_crash(monkeypatch: pytest.MonkeyPa
 
     voice = S.festival_voices()[0]
     clean, _ = S.festival_synth("yes", voice, 1.0, 1.0, 1.0, seed=1)
-    real, runs = S._festival_run, []
+    real, runs = festival._festival_run, []
 
     def dies_once(script: str, *args: object) -> subprocess.CompletedProcess:
         runs.append(script)
@@ -456,10 +458,10 @@ def test_festival_is_run_again_after_a_random_crash(monkeypatch: pytest.MonkeyPa
             return subprocess.CompletedProcess(["festival"], -11, b"", b"")
         return real(script, *args)
 
-    monkeypatch.setattr(S, "_festival_run", dies_once)
+    monkeypatch.setattr(festival, "_festival_run", dies_once)
     again, _ = S.festival_synth("yes", voice, 1.0, 1.0, 1.0, seed=1)
     assert len(runs) == 2 and np.array_equal(again, clean)
-    monkeypatch.setattr(S, "_festival_run", lambda *a: subprocess.CompletedProcess(["festival"], -6, b"", b""))
+    monkeypatch.setattr(festival, "_festival_run", lambda *a: subprocess.CompletedProcess(["festival"], -6, b"", b""))
     with pytest.raises(S.EngineCrash, match="signal 6"):
         S.festival_synth("yes", voice, 1.0, 1.0, 1.0, seed=1)
 
@@ -476,10 +478,10 @@ def test_a_festival_crash_falls_back_to_the_plain_word(monkeypatch: pytest.Monke
             raise S.EngineCrash("signal 6")
         return real(text, *args)
 
-    monkeypatch.setattr(S, "festival_synth", crashes_on_marks)
+    monkeypatch.setattr(render, "festival_synth", crashes_on_marks)
     voice = S.festival_voices()[0]
     sp = S.Speaker("0000fe57", "festival", voice, "", 1.0, 1.0, 0.8, 0.5, 0.5)
-    spec = S._draw_clip(np.random.default_rng(0), 0, "seven", sp, 0)
+    spec = plan._draw_clip(np.random.default_rng(0), 0, "seven", sp, 0)
     renderer = S.Renderer({}, S.espeak_paths()[1])
     _, info = renderer.render(dataclasses.replace(spec, mark="?", noise=None), sp)
     assert calls == ["seven?", "seven"] and "engine_fallback" in info
@@ -493,7 +495,7 @@ def test_a_festival_crash_falls_back_to_the_plain_word(monkeypatch: pytest.Monke
             raise S.EngineCrash("signal 11")
         return real(text, voice, rate, f0, f0_range, seed)
 
-    monkeypatch.setattr(S, "festival_synth", crashes_unless_seed_0)
+    monkeypatch.setattr(render, "festival_synth", crashes_unless_seed_0)
     calls.clear()
     spec = dataclasses.replace(spec, mark="?", noise=None, seed=7)
     _, info = renderer.render(spec, sp)
@@ -503,7 +505,7 @@ def test_a_festival_crash_falls_back_to_the_plain_word(monkeypatch: pytest.Monke
 
 @needs_festival
 def test_festival_build_records_voices_and_respellings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(S, "ENGINE_SHARES", {"flite": 0.0, "festival": 1.0, "piper": 0.0})  # every speaker
+    monkeypatch.setattr(plan, "ENGINE_SHARES", {"flite": 0.0, "festival": 1.0, "piper": 0.0})  # every speaker
     out = S.build_synth(tmp_path / "f", words=("yes", "no", "seven"), size="tiny", workers=1,
                         engines=("espeak", "festival"), progress=False)
     m = json.loads((out / S.MANIFEST).read_text())

@@ -9,10 +9,11 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-import bench.report as report_mod
 from bench.plotting import text_overlaps
-from bench.report import build_report, latest_runs, load_runs, md_table, summary_table
-from bench.sanity import sanity_findings
+from bench.report import (
+    accuracy, base, build_report, latest_runs, load_runs, matrix, md_table, noise, streaming, summary_table,
+)
+from bench.report.sanity import sanity_findings
 from kws.data import LABEL_SETS
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -230,7 +231,7 @@ def test_every_plot_reads_with_7_models_and_6_backends(tmp_path, monkeypatch):
     p.write_text(json.dumps(big_run()))
     seen: dict[str, list] = {}
     zero_ticks: list[str] = []
-    save = report_mod._save
+    save = base._save
 
     def checked_save(fig, path, caption, runs):
         seen[path.name] = text_overlaps(fig)
@@ -238,7 +239,8 @@ def test_every_plot_reads_with_7_models_and_6_backends(tmp_path, monkeypatch):
             zero_ticks.extend(t.get_text() for t in fig.axes[0].get_xticklabels())
         return save(fig, path, caption, runs)
 
-    monkeypatch.setattr(report_mod, "_save", checked_save)
+    for section in (matrix, accuracy, streaming, noise):  # the sections that draw, each calling its own _save
+        monkeypatch.setattr(section, "_save", checked_save)
     files = build_report([p], p.parent.parent)
     assert set(seen) == {"accuracy_latency.png", "latency_heatmap.png", "throughput.png", "snr.png", "miss_fa.png",
                          "confusion_best.png"}
@@ -250,7 +252,7 @@ def test_every_plot_reads_with_7_models_and_6_backends(tmp_path, monkeypatch):
 
 
 def test_text_overlaps_sees_overlapping_labels():
-    plt, _ = report_mod._plt()
+    plt, _ = base._plt()
     fig, ax = plt.subplots()
     ax.text(0.5, 0.5, "one label")
     ax.text(0.51, 0.5, "another label")

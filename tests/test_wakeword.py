@@ -86,7 +86,7 @@ def fake_run(tmp_path):
 
 def test_the_report_section_draws_det_curves_with_the_hours_behind_every_figure(tmp_path):
     from bench.index import describe_command
-    from bench.report_wakeword import det_points, load, write_markdown
+    from bench.report.wakeword import det_points, load, write_markdown
 
     fake_run(tmp_path)
     md = write_markdown(tmp_path)
@@ -100,7 +100,7 @@ def test_the_report_section_draws_det_curves_with_the_hours_behind_every_figure(
     with Image.open(tmp_path / "plots" / "det_curves.png") as im:
         assert "DET curves" in im.text["Description"] and im.text["Source"] == "results/wakeword.json"
     from bench.plotting import text_overlaps
-    from bench.report_wakeword import det_figure
+    from bench.report.wakeword import det_figure
 
     assert text_overlaps(det_figure(load(tmp_path))) == []  # the panels' labels and the legend read
     xs, ys = det_points(load(tmp_path)["results"][1], "20.0")

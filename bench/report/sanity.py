@@ -1,6 +1,6 @@
-"""Sanity checks over a run's results: figures that contradict themselves become report warnings.
+"""The "Sanity checks" section: figures that contradict themselves become warnings at the top of the report.
 
-Nothing here measures; every check reads the rows of `bench.report.Runs` (the JSON) and
+Nothing here measures; every check reads the rows of `bench.report.base.Runs` (the JSON) and
 returns a warning line per contradiction, worded for the person reading the report:
 
 - accuracy (or streaming hit rate) that rises with noise by more than sampling noise explains;
@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 
+from bench.report.base import Runs, _num, snr_label
 from kws.labels import GSC12_LABELS, has_12class_words, to_12class
-
-if TYPE_CHECKING:
-    from bench.report import Runs
 
 # A rise with noise is flagged when it exceeds this many standard errors of the accuracy
 # (binomial, on the clips scored): a real rise of that size is not sampling noise.
@@ -36,16 +34,12 @@ class Finding:
     text: str
 
 
-def _num(v: Any) -> bool:
-    return isinstance(v, (int, float, np.integer, np.floating)) and not (isinstance(v, float) and math.isnan(v))
-
-
-def _records(runs: "Runs", kind: str) -> list[dict]:
+def _records(runs: Runs, kind: str) -> list[dict]:
     df = runs.df(kind)
     return [] if df.empty else df.to_dict("records")
 
 
-def _dataset_labels(runs: "Runs") -> dict[str, list[str]]:
+def _dataset_labels(runs: Runs) -> dict[str, list[str]]:
     return {d["name"]: list(d.get("labels") or []) for d in runs.datasets()}
 
 
@@ -65,11 +59,7 @@ def rises(points: Sequence[tuple[str, float, int]]) -> tuple[str, float, str, fl
     return worst
 
 
-def _snr_name(snr: Any) -> str:
-    return "clean" if snr is None or (isinstance(snr, float) and math.isnan(snr)) else f"{snr:g} dB"
-
-
-def check_noise(runs: "Runs") -> list[Finding]:
+def check_noise(runs: Runs) -> list[Finding]:
     out = []
     series = []
     for r in _records(runs, "noise"):
@@ -77,13 +67,13 @@ def check_noise(runs: "Runs") -> list[Finding]:
                if _num(p.get("accuracy"))]
         # cleanest first: clean, then the highest SNR
         per.sort(key=lambda p: -math.inf if not _num(p.get("snr_db")) else -p["snr_db"])
-        series.append((r, "clip accuracy", [(_snr_name(p.get("snr_db")), p["accuracy"], int(p.get("n") or 0))
+        series.append((r, "clip accuracy", [(snr_label(p.get("snr_db")), p["accuracy"], int(p.get("n") or 0))
                                              for p in per]))
     for r in _records(runs, "streaming"):
         per = [p for p in (r.get("per_snr") if isinstance(r.get("per_snr"), list) else [])
                if _num(p.get("hit_rate")) and _num(p.get("snr_db"))]
         per.sort(key=lambda p: -p["snr_db"])
-        series.append((r, "streaming hit rate", [(_snr_name(p["snr_db"]), p["hit_rate"], int(p.get("n_words") or 0))
+        series.append((r, "streaming hit rate", [(snr_label(p["snr_db"]), p["hit_rate"], int(p.get("n_words") or 0))
                                                   for p in per]))
     for r, what, points in series:
         hit = rises(points)
@@ -129,7 +119,7 @@ def twelve_class_share(cm: np.ndarray, labels: Sequence[str]) -> float | None:
     return max(counts.values()) / max(sum(counts.values()), 1)
 
 
-def check_chance(runs: "Runs") -> list[Finding]:
+def check_chance(runs: Runs) -> list[Finding]:
     labels = _dataset_labels(runs)
     rows = [r for r in _records(runs, "accuracy") if _confusion(r) is not None]
     out = []
@@ -151,7 +141,7 @@ def check_chance(runs: "Runs") -> list[Finding]:
     return out
 
 
-def check_constant(runs: "Runs") -> list[Finding]:
+def check_constant(runs: Runs) -> list[Finding]:
     labels = _dataset_labels(runs)
     rows = [r for r in _records(runs, "accuracy") if _confusion(r) is not None and _num(r.get("top1_agreement"))
             and r.get("backend") != REFERENCE_BACKEND]
@@ -185,7 +175,7 @@ def twelve_class_valid(row: dict, labels: Sequence[str]) -> bool:
     return has_12class_words(present_words(row, labels))
 
 
-def check_12class(runs: "Runs") -> list[Finding]:
+def check_12class(runs: Runs) -> list[Finding]:
     labels = _dataset_labels(runs)
     rows = [r for r in _records(runs, "accuracy") if _num(r.get("accuracy_12class"))
             and not twelve_class_valid(r, labels.get(r["dataset"], []))]
@@ -199,5 +189,16 @@ def check_12class(runs: "Runs") -> list[Finding]:
 CHECKS = (check_noise, check_chance, check_constant, check_12class)
 
 
-def sanity_findings(runs: "Runs") -> list[Finding]:
+def sanity_findings(runs: Runs) -> list[Finding]:
     return [f for check in CHECKS for f in check(runs)]
+
+
+def section(runs: Runs) -> list[str]:
+    """One warning line per figure that contradicts itself, or the all-clear."""
+    found = sanity_findings(runs)
+    if not found:
+        lines = [f"No figure below contradicts itself ({len(CHECKS)} checks: accuracy rising with noise, below "
+                 "chance, agreement on near-constant predictions, 12-class figures without the 12-class words)."]
+    else:
+        lines = [f"> **Warning ({f.check})**: {f.text}  " for f in found]
+    return ["## Sanity checks", ""] + lines + [""]

@@ -5,7 +5,9 @@ The only module of the project that imports Qt. Inference runs in the engine's w
 because Qt's cross-thread signal queue is unbounded: a busy UI would let it grow, whereas the
 engine's bounded queues drop old decisions instead (and never drop a detection). Model loading
 runs in a background thread too, so the window appears at once. Errors are shown in the window
-and printed to stderr; nothing here is allowed to take the app down.
+and printed to stderr; nothing here is allowed to take the app down. Every colour, font and
+style sheet rule is in :mod:`realtime.theme`; widgets here only name themselves and set the
+state properties its rules select on (:func:`restyle`).
 """
 from __future__ import annotations
 
@@ -32,66 +34,32 @@ from realtime.predictor import Predictor
 from realtime.session import LiveSession
 from realtime.sources import Source
 from realtime.sysload import LoadMonitor, format_load
+from realtime.theme import (ACCENT, BLUE, BORDER, ERROR, FONT_FAMILIES, FONT_PT, PALETTE, PANEL_2, STYLE, TEXT,
+                            TOAST_COLORS, TRACK, WARN)
 
 # ----------------------------------------------------------------------------- theme
 
-BG = "#0d1117"
-PANEL = "#161b22"
-PANEL_2 = "#1c2230"
-BORDER = "#2a3140"
-TRACK = "#10151d"  # empty part of a bar: darker than the cell so a 0 % bar still reads as a bar
-TEXT = "#e6edf3"
-MUTED = "#8b949e"
-ACCENT = "#3ddc97"  # detections, live
-BLUE = "#58a6ff"  # probabilities
-WARN = "#f0b429"
-ERROR = "#ff6b6b"
-FONT_FAMILIES = ["Inter", "Segoe UI", "SF Pro Text", "Noto Sans", "DejaVu Sans"]
-
-STYLE = f"""
-QWidget {{ background: {BG}; color: {TEXT}; }}
-QFrame#card {{ background: {PANEL}; border: 1px solid {BORDER}; border-radius: 10px; }}
-QLabel {{ background: transparent; }}
-QLabel#cardTitle {{ color: {MUTED}; font-size: 9pt; font-weight: 600; letter-spacing: 1px; }}
-QLabel#appTitle {{ font-size: 15pt; font-weight: 700; }}
-QLabel#appSubtitle {{ color: {MUTED}; font-size: 9pt; }}
-QLabel#pill {{ background: {PANEL_2}; border: 1px solid {BORDER}; border-radius: 12px; padding: 4px 10px;
-               font-size: 9pt; }}
-QLabel#errorBanner {{ background: #3b1418; color: {ERROR}; border: 1px solid #6e2a30; border-radius: 8px;
-                      padding: 8px 12px; font-weight: 600; }}
-QPushButton#startButton {{ background: {ACCENT}; color: #06130d; border: none; border-radius: 10px;
-                           font-size: 13pt; font-weight: 800; padding: 12px; letter-spacing: 2px; }}
-QPushButton#startButton:hover {{ background: #5ff0b0; }}
-QPushButton#startButton[running="true"] {{ background: {ERROR}; color: #1a0608; }}
-QPushButton#startButton[running="true"]:hover {{ background: #ff8a8a; }}
-QPushButton#startButton:disabled {{ background: #2a3140; color: {MUTED}; }}
-QSlider::groove:horizontal {{ height: 6px; background: {PANEL_2}; border-radius: 3px; }}
-QSlider::sub-page:horizontal {{ background: {BLUE}; border-radius: 3px; }}
-QSlider::handle:horizontal {{ background: {TEXT}; width: 16px; height: 16px; margin: -6px 0; border-radius: 8px; }}
-QListWidget {{ background: {PANEL}; border: none; font-family: "DejaVu Sans Mono"; font-size: 9pt; }}
-QListWidget::item {{ padding: 3px 2px; border-bottom: 1px solid {PANEL_2}; }}
-QStatusBar {{ background: {PANEL}; color: {MUTED}; border-top: 1px solid {BORDER}; }}
-QStatusBar QLabel {{ color: {MUTED}; padding: 0 8px; }}
-QToolTip {{ background: {PANEL_2}; color: {TEXT}; border: 1px solid {BORDER}; }}
-"""
-
 
 def apply_dark_theme(app: QApplication) -> None:
+    """Fusion with the palette, font and style sheet of :mod:`realtime.theme`: every look lives there."""
     app.setStyle("Fusion")
     pal = QPalette()
-    for role, color in ((QPalette.ColorRole.Window, BG), (QPalette.ColorRole.Base, PANEL),
-                        (QPalette.ColorRole.AlternateBase, PANEL_2), (QPalette.ColorRole.Text, TEXT),
-                        (QPalette.ColorRole.WindowText, TEXT), (QPalette.ColorRole.Button, PANEL_2),
-                        (QPalette.ColorRole.ButtonText, TEXT), (QPalette.ColorRole.Highlight, BLUE),
-                        (QPalette.ColorRole.HighlightedText, BG), (QPalette.ColorRole.ToolTipBase, PANEL_2),
-                        (QPalette.ColorRole.ToolTipText, TEXT)):
-        pal.setColor(role, QColor(color))
+    for role, color in PALETTE:
+        pal.setColor(getattr(QPalette.ColorRole, role), QColor(color))
     app.setPalette(pal)
     font = QFont()
     font.setFamilies(FONT_FAMILIES)
-    font.setPointSize(10)
+    font.setPointSize(FONT_PT)
     app.setFont(font)
     app.setStyleSheet(STYLE)
+
+
+def restyle(widget: QWidget, prop: str, value: str) -> None:
+    """Set a property that a style sheet rule selects on and re-polish, only when it changes (a polish is not free)."""
+    if widget.property(prop) != value:
+        widget.setProperty(prop, value)
+        widget.style().unpolish(widget)
+        widget.style().polish(widget)
 
 
 def card(title: str | None = None) -> tuple[QFrame, QVBoxLayout]:
@@ -199,16 +167,15 @@ class ClassCell(QFrame):
         lay.setSpacing(2)
         self.pct = QLabel("0%")
         self.pct.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.pct.setStyleSheet(f"color: {MUTED}; font-size: 8pt;")
+        self.pct.setObjectName("cellPercent")
         self.bar = ProbBar()
         self.name = QLabel(pretty(label))
         self.name.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.name.setStyleSheet("font-size: 9pt; font-weight: 600;")
+        self.name.setObjectName("cellName")
         lay.addWidget(self.pct)
         lay.addWidget(self.bar, 1)
         lay.addWidget(self.name)
         self._flash_until = 0.0
-        self._style(False)
 
     @property
     def value(self) -> float:
@@ -218,19 +185,14 @@ class ClassCell(QFrame):
         self.bar.value, self.bar.hot, self.bar.threshold = v, hot, threshold
         self.pct.setText(f"{v * 100:.0f}%")
         self.bar.update()
-        self._style(time.monotonic() < self._flash_until)
+        self._light(time.monotonic() < self._flash_until)
 
     def flash(self, seconds: float = 0.8) -> None:
         self._flash_until = time.monotonic() + seconds
-        self._style(True)
+        self._light(True)
 
-    def _style(self, lit: bool) -> None:
-        border = ACCENT if lit else BORDER
-        bg = "#12261f" if lit else PANEL_2
-        key = (border, bg)
-        if getattr(self, "_key", None) != key:  # setStyleSheet re-polishes: only when it changes
-            self._key = key
-            self.setStyleSheet(f"QFrame#cell {{ background: {bg}; border: 1px solid {border}; border-radius: 8px; }}")
+    def _light(self, lit: bool) -> None:
+        restyle(self, "lit", "true" if lit else "false")
 
 
 class ClassGrid(QWidget):
@@ -274,19 +236,20 @@ class DetectionDisplay(QFrame):
         title = QLabel("CURRENT DETECTION")
         title.setObjectName("cardTitle")
         self.word = QLabel("—")
+        self.word.setObjectName("detectionWord")
         self.word.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.word.setMinimumHeight(66)
         self.conf = QLabel("")
+        self.conf.setObjectName("confidence")
         self.conf.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.detail = QLabel("")
         self.detail.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.detail.setStyleSheet(f"color: {MUTED}; font-size: 9pt;")
+        self.detail.setObjectName("note")
         self.meter = QProgressBar()
         self.meter.setRange(0, 1000)
         self.meter.setTextVisible(False)
         self.meter.setFixedSize(320, 6)
-        self.meter.setStyleSheet(f"QProgressBar {{ background: {PANEL_2}; border: none; border-radius: 3px; }}"
-                                 f"QProgressBar::chunk {{ background: {ACCENT}; border-radius: 3px; }}")
+        self.meter.setObjectName("confidenceMeter")
         for w in (title, self.word, self.conf):
             lay.addWidget(w)
         lay.addSpacing(4)
@@ -300,7 +263,7 @@ class DetectionDisplay(QFrame):
     def idle(self, text: str = "Listening…") -> None:
         self.current = None
         self.word.setText(text)
-        self.word.setStyleSheet(f"color: {MUTED}; font-size: 24pt; font-weight: 600;")
+        restyle(self.word, "detected", "false")
         self.conf.setText("")
         self.detail.setText("")
         self.meter.setValue(0)
@@ -309,9 +272,9 @@ class DetectionDisplay(QFrame):
         self.current = det
         self._shown_at = time.monotonic()
         self.word.setText(pretty(det.label).upper())
-        self.word.setStyleSheet(f"color: {ACCENT}; font-size: 40pt; font-weight: 800; letter-spacing: 3px;")
+        restyle(self.word, "detected", "true")
         self.conf.setText(f"{det.confidence * 100:.1f}% confidence")
-        self.conf.setStyleSheet(f"color: {TEXT}; font-size: 13pt; font-weight: 600;")
+        restyle(self.conf, "shown", "true")  # its font from the first detection on; idle only empties it
         self.meter.setValue(round(det.confidence * 1000))
         lat = "" if det.latency_s is None else f" · decided {det.latency_s * 1e3:.0f} ms after the audio"
         self.detail.setText(f"at {det.time_s:.2f} s of the stream{lat}")
@@ -322,19 +285,23 @@ class DetectionDisplay(QFrame):
 
 
 class Toast(QFrame):
-    """A floating, click-through notification that fades in, waits, fades out and deletes itself."""
+    """A floating, click-through notification that fades in, waits, fades out and deletes itself.
 
-    def __init__(self, parent: QWidget, text: str, color: str, seconds: float,
+    `kind` (a key of theme.TOAST_COLORS: detection, info, warning, error) colours its edge.
+    """
+
+    def __init__(self, parent: QWidget, text: str, kind: str, seconds: float,
                  on_gone: Callable[[], None] | None = None) -> None:
+        if kind not in TOAST_COLORS:
+            raise ValueError(f"unknown toast kind {kind!r}; one of {', '.join(TOAST_COLORS)}")
         super().__init__(parent)
         self._on_gone = on_gone
         self.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)  # never in the way
-        self.setStyleSheet(f"QFrame {{ background: rgba(28, 34, 48, 235); border: 1px solid {color}; "
-                           f"border-left: 4px solid {color}; border-radius: 8px; }}")
+        self.setObjectName("toast")
+        self.setProperty("kind", kind)
         lay = QHBoxLayout(self)
         lay.setContentsMargins(12, 8, 14, 8)
         lab = QLabel(text)
-        lab.setStyleSheet(f"color: {TEXT}; font-size: 10pt; font-weight: 600; border: none; background: transparent;")
         lab.setWordWrap(True)
         lab.setMaximumWidth(360)
         lay.addWidget(lab)
@@ -373,11 +340,11 @@ class ToastStack:
         self.limit = limit
         self.toasts: list[Toast] = []
 
-    def show(self, text: str, color: str = ACCENT, seconds: float = 2.2) -> Toast:
+    def show(self, text: str, kind: str = "detection", seconds: float = 2.2) -> Toast:
         self.toasts = [t for t in self.toasts if _alive(t)]
         while len(self.toasts) >= self.limit:
             self.toasts.pop(0).deleteLater()
-        toast = Toast(self.host, text, color, seconds, on_gone=self.layout)
+        toast = Toast(self.host, text, kind, seconds, on_gone=self.layout)
         self.toasts.append(toast)
         toast.show()
         toast.raise_()
@@ -471,11 +438,10 @@ class LiveWindow(QMainWindow):
         lb.setContentsMargins(8, 0, 8, 0)
         lb.setSpacing(6)
         self.level_text = QLabel("— dB")
-        self.level_text.setStyleSheet(f"color: {MUTED}; font-size: 9pt;")
+        self.level_text.setObjectName("note")
         self.level_text.setFixedWidth(46)
         lb.addWidget(self.level)
         lb.addWidget(self.level_text)
-        level_box.setStyleSheet(f"QFrame#pill {{ background: {PANEL_2}; border: 1px solid {BORDER}; border-radius: 12px; }}")
         self.rate_pill = pill("— decisions/s")
         self.latency_pill = pill("latency —")
         self.backend_pill = pill("backend —")
@@ -509,9 +475,9 @@ class LiveWindow(QMainWindow):
         cl.addWidget(self.wrong_button)
         th_row = QHBoxLayout()
         th_label = QLabel("Threshold")
-        th_label.setStyleSheet(f"color: {MUTED};")
+        th_label.setObjectName("caption")
         self.threshold_value = QLabel("")
-        self.threshold_value.setStyleSheet("font-weight: 700;")
+        self.threshold_value.setObjectName("thresholdValue")
         th_row.addWidget(th_label)
         th_row.addStretch(1)
         th_row.addWidget(self.threshold_value)
@@ -523,7 +489,7 @@ class LiveWindow(QMainWindow):
         cl.addWidget(self.slider)
         self.source_label = QLabel("")
         self.source_label.setWordWrap(True)
-        self.source_label.setStyleSheet(f"color: {MUTED}; font-size: 9pt;")
+        self.source_label.setObjectName("note")
         cl.addWidget(self.source_label)
         left.addWidget(controls)
 
@@ -547,7 +513,7 @@ class LiveWindow(QMainWindow):
         right.addWidget(self.display)
         grid_card, self.grid_layout = card("All classes")
         self.grid_placeholder = QLabel("The classes appear when the model has loaded.")
-        self.grid_placeholder.setStyleSheet(f"color: {MUTED};")
+        self.grid_placeholder.setObjectName("caption")
         self.grid_placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.grid_layout.addWidget(self.grid_placeholder, 1)
         right.addWidget(grid_card, 1)
@@ -571,18 +537,13 @@ class LiveWindow(QMainWindow):
         self.state = state
         live = state == "running"
         replay = live and self.session is not None and self.session.source.description.startswith("replay")
-        text, color = {
-            "loading": ("◌  LOADING", WARN), "ready": ("■  STOPPED", MUTED), "running": ("●  LIVE", ERROR),
-            "error": ("✕  ERROR", ERROR),
-        }[state]
+        text = {"loading": "◌  LOADING", "ready": "■  STOPPED", "running": "●  LIVE", "error": "✕  ERROR"}[state]
         if replay:
             text = "▶  REPLAY"
         self.rec_pill.setText(text)
-        self.rec_pill.setStyleSheet(f"QLabel#pill {{ color: {color}; font-weight: 700; }}")
+        restyle(self.rec_pill, "state", state)  # its colour: theme.STATE_COLORS
         self.start_button.setText("STOP" if live else "START")
-        self.start_button.setProperty("running", "true" if live else "false")
-        self.start_button.style().unpolish(self.start_button)
-        self.start_button.style().polish(self.start_button)
+        restyle(self.start_button, "running", "true" if live else "false")
         self.start_button.setEnabled(self.predictor is not None)
         self.slider.setEnabled(self.predictor is not None)
         if not live:
@@ -649,7 +610,7 @@ class LiveWindow(QMainWindow):
         print(f"error: {message}", file=sys.stderr, flush=True)
         self.error_banner.setText(f"⚠  {message}")
         self.error_banner.show()
-        self.toasts.show(message, ERROR, seconds=5.0)
+        self.toasts.show(message, "error", seconds=5.0)
         self.status_msg.setText(message)
 
     # -- polling
@@ -706,7 +667,7 @@ class LiveWindow(QMainWindow):
             self._show_stats(session)
         if session.finished:
             self.stop("Replay finished")
-            self.toasts.show("Replay finished", BLUE)
+            self.toasts.show("Replay finished", "info")
 
     def _drain(self, session: LiveSession) -> None:
         decisions = session.poll()
@@ -734,7 +695,7 @@ class LiveWindow(QMainWindow):
         self.display.show_detection(det)
         if self.grid is not None:
             self.grid.flash(det.index)
-        self.toasts.show(f"{pretty(det.label)}  ·  {det.confidence * 100:.0f}%", ACCENT)
+        self.toasts.show(f"{pretty(det.label)}  ·  {det.confidence * 100:.0f}%", "detection")
         self.wrong_button.setEnabled(self.saver is not None)
 
     def mark_wrong(self) -> Path | None:
@@ -742,9 +703,9 @@ class LiveWindow(QMainWindow):
         moved = self.saver.mark_wrong() if self.saver is not None else None
         self.wrong_button.setEnabled(False)
         if moved is None:
-            self.toasts.show("no saved detection to mark", WARN)
+            self.toasts.show("no saved detection to mark", "warning")
         else:
-            self.toasts.show(f"marked wrong: {moved.parent.name}/{moved.name}", WARN)
+            self.toasts.show(f"marked wrong: {moved.parent.name}/{moved.name}", "warning")
             self.status_msg.setText(f"hard negative kept in {moved.parent.parent}")
         return moved
 
@@ -763,7 +724,7 @@ class LiveWindow(QMainWindow):
                                  + (f"shed {s.shed_hops} hops · " if s.shed_hops else "")
                                  + f"dropped {drops} block{'s' if drops != 1 else ''}")
         if drops:
-            self.status_drop.setStyleSheet(f"color: {WARN};")
+            restyle(self.status_drop, "warning", "true")
 
     # -- Qt
     def resizeEvent(self, event) -> None:

@@ -56,7 +56,6 @@ class LiveSession:
         self.engine = DetectionEngine(predictor.predict, predictor.labels, cfg, on_detection=on_detection,
                                       on_decision=on_decision, stream=stream)
         self._source_done = threading.Event()
-        self._started = False
 
     def start(self) -> None:
         """Start the worker, then the source. A SourceError (no device, ...) leaves nothing running."""
@@ -66,7 +65,6 @@ class LiveSession:
         except BaseException:
             self.engine.stop()
             raise
-        self._started = True
 
     def _sink(self, block, t_enter: float) -> None:
         self.engine.feed(block, t_enter, wait=not self.source.realtime, timeout=None)

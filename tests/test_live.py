@@ -395,6 +395,61 @@ def test_gui_replays_a_file_and_updates_bars_log_and_status(qtbot):
     win.close()
 
 
+def test_gui_states_take_their_look_from_the_theme(qtbot):
+    """Every look is a rule of realtime.theme.STYLE that a widget selects by name or by a state property."""
+    from PyQt6.QtCore import QPoint
+    from PyQt6.QtGui import QColor, QPalette
+
+    from realtime import theme
+    from realtime.engine import Detection
+    from realtime.gui import LiveWindow, Toast, apply_dark_theme
+
+    def color(widget) -> str:
+        return widget.palette().color(QPalette.ColorRole.WindowText).name()
+
+    apply_dark_theme(qtbot_app())
+    win = LiveWindow(tone_factory, lambda: ReplaySource(wave=make_stream([], 1.0), name="x.wav"))
+    qtbot.addWidget(win)
+    win.show()
+    qtbot.waitUntil(lambda: win.state == "ready", timeout=5000)
+    assert color(win.rec_pill) == theme.STATE_COLORS["ready"]
+    word = win.display.word
+    assert color(word) == theme.MUTED and word.font().pointSize() == 24
+    win._add_detection(Detection("yes", 0.9, 1.0, LABELS.index("yes"), 3))
+    assert color(word) == theme.ACCENT and word.font().pointSize() == 40  # re-polished by its property
+    cell = win.grid.cells[LABELS.index("yes")]
+    inside = (3, cell.height() // 2)  # just inside the 1 px border
+
+    def cell_bg() -> str:
+        return cell.grab().toImage().pixelColor(*inside).name()
+
+    assert cell_bg() == theme.LIT_BG
+    cell.flash(0.0)
+    cell.set_value(0.1, False, 0.6)  # the flash is over
+    assert cell_bg() == theme.PANEL_2
+    win.display.idle("Stopped")
+    assert color(word) == theme.MUTED and word.font().pointSize() == 24
+    toast = win.toasts.show("careful", "warning")
+    qtbot.waitUntil(lambda: toast._fx.opacity() == 1.0, timeout=3000)
+    edge = toast.mapTo(win, toast.rect().topLeft()) + QPoint(1, toast.height() // 2)  # in its 4 px left edge
+    assert win.grab().toImage().pixelColor(edge) == QColor(theme.WARN)  # drawn by the window, as the fade draws it
+    with pytest.raises(ValueError, match="unknown toast kind 'loud'"):
+        Toast(win, "x", "loud", 1.0)
+    win.close()
+
+
+def test_theme_is_plain_strings_and_the_gui_holds_no_style_of_its_own():
+    r = subprocess.run([sys.executable, "-c", "import sys, realtime.theme as t; assert t.STYLE; "
+                        "print(sorted(m for m in sys.modules if m.startswith('PyQt')))"],
+                       capture_output=True, text=True, cwd=ROOT, check=True)
+    assert r.stdout.strip() == "[]"  # importable without Qt
+    import re
+
+    src = (ROOT / "realtime" / "gui.py").read_text()
+    assert re.findall(r"#[0-9a-fA-F]{3,8}\b|rgba?\(", src) == []  # no colour literal
+    assert src.count("setStyleSheet(") == 1  # the application's: apply_dark_theme
+
+
 @pytest.fixture
 def fake_nvidia_smi(tmp_path) -> Path:
     """An executable that answers the GPU query the way nvidia-smi does on a 2-GPU machine."""

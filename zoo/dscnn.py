@@ -21,7 +21,9 @@ def _conv_bn(cin: int, cout: int, k: int, stride: int, groups: int = 1) -> list[
 
 
 class DSCNN(nn.Module):
-    def __init__(self, in_chans: int = 1, stem: int = 32, blocks=DSCNN_BLOCKS, drop: float = 0.1) -> None:
+    """The backbone: features [B, C, M, F] -> pooled [B, num_features]. Its dropout is the linear head's."""
+
+    def __init__(self, in_chans: int = 1, stem: int = 32, blocks=DSCNN_BLOCKS) -> None:
         super().__init__()
         layers = _conv_bn(in_chans, stem, 3, 2)
         c = stem

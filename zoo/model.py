@@ -127,19 +127,6 @@ class KWSModel(nn.Module):
         return {}
 
 
-class WaveformToProbs(nn.Module):
-    """Export wrapper: raw 16 kHz waveform in, class probabilities out."""
-
-    def __init__(self, model: KWSModel, features_in: bool = False) -> None:
-        super().__init__()
-        self.model = model
-        self.features_in = features_in
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logits = self.model.forward_features(x) if self.features_in else self.model(x)
-        return torch.softmax(logits, dim=-1)
-
-
 def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 

@@ -392,12 +392,5 @@ def stream_module(model: KWSModel) -> nn.Module:
     raise NoStreamingForm(f"{model.cfg.name}: no streaming form for frontend {type(model.frontend).__name__}")
 
 
-def same_backbone(a: KWSModel, b: KWSModel) -> bool:
-    """Whether two models share every backbone weight (frozen-backbone heads: one embedding for all)."""
-    sa, sb = a.backbone.state_dict(), b.backbone.state_dict()
-    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
-
-
 __all__: Sequence[str] = ("FORMS", "LogMelStream", "NoStreamingForm", "SpeechEmbeddingStream", "StreamSpec",
-                          "same_backbone", "speech_embedding_reference", "speech_embedding_stream_embeddings",
-                          "stream_module")
+                          "speech_embedding_reference", "speech_embedding_stream_embeddings", "stream_module")

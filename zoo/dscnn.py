@@ -41,5 +41,5 @@ class DSCNN(nn.Module):
 
 @register_model
 def dscnn(**kw) -> nn.Module:
-    """The zoo's tiny KWS-native net; linear head (its own, smaller than the seed's MLP)."""
+    """The zoo's tiny KWS-native net; linear head (its own, smaller than the progressive MLP)."""
     return build_native("dscnn", lambda in_chans: DSCNN(in_chans=in_chans), **kw)

@@ -24,7 +24,7 @@ class ModelConfig:
     name: str
     labels: tuple[str, ...] = GSC_V2_WORDS
     frontend: AnyFrontendConfig = field(default_factory=FrontendConfig)
-    head: str = "progressive"  # "progressive" (the seed's MLP head), "linear" (tiny nets), or the family's own
+    head: str = "progressive"  # "progressive" (the 1024-512-256 GELU MLP head), "linear" (tiny nets), or the family's own
     kwargs: dict = field(default_factory=dict)  # extra constructor arguments (e.g. drop_path_rate)
 
     @property
@@ -67,7 +67,7 @@ class ModelConfig:
 
 
 class ProgressiveHead(nn.Sequential):
-    """The seed's classifier: three shrinking GELU blocks with decreasing dropout."""
+    """The progressive classifier: three shrinking GELU blocks with decreasing dropout."""
 
     def __init__(self, in_features: int, num_classes: int) -> None:
         def block(p: float, i: int, o: int) -> list[nn.Module]:

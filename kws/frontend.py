@@ -5,7 +5,6 @@ the reference check, so there is nothing to drift apart.
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -15,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kws.audio import CLIP_SAMPLES, SAMPLE_RATE
+from kws.frontend_base import FrontendSettings
 
 N_FFT = 1024  # 64 ms window at 16 kHz
 HOP_LENGTH = 256  # 16 ms hop at 16 kHz -> 63 frames per 1 s clip (centred frames)
@@ -28,7 +28,7 @@ DB_PER_LN = 10.0 / float(np.log(10.0))  # 10*log10(x) = DB_PER_LN * ln(x)
 
 
 @dataclass(frozen=True)
-class FrontendConfig:
+class FrontendConfig(FrontendSettings):
     """The input contract of a model; saved with every checkpoint and ONNX file."""
 
     kind: ClassVar[str] = "logmel"
@@ -45,23 +45,6 @@ class FrontendConfig:
     @property
     def n_frames(self) -> int:
         return 1 + self.clip_samples // self.hop_length
-
-    @property
-    def feature_shape(self) -> tuple[int, int, int]:
-        """(channels, bands, frames) of one clip's features: what the network after the frontend reads."""
-        return (self.in_chans, self.n_mels, self.n_frames)
-
-    def to_dict(self) -> dict:
-        return {"kind": self.kind, **dataclasses.asdict(self)}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "FrontendConfig":
-        d = {k: v for k, v in d.items() if k != "kind"}  # files written before frontends had kinds lack it
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"unknown frontend settings: {sorted(unknown)}")
-        return cls(**d)
 
 
 def hz_to_mel(f: np.ndarray | float) -> np.ndarray:

@@ -12,7 +12,6 @@ test runs the original clip by clip) and makes results independent of batching.
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -22,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kws.audio import CLIP_SAMPLES, INT16_SCALE, SAMPLE_RATE
+from kws.frontend_base import FrontendSettings
 
 N_FFT = 512  # 32 ms frame at 16 kHz ...
 WIN_LENGTH = 400  # ... holding a 25 ms periodic Hann window, centred (taps 56..455)
@@ -39,7 +39,7 @@ WINDOW_STEP = 8
 
 
 @dataclass(frozen=True)
-class SpeechMelConfig:
+class SpeechMelConfig(FrontendSettings):
     """The input contract of the speech-embedding models; saved with every checkpoint and ONNX file."""
 
     kind: ClassVar[str] = "speech_mel"
@@ -70,26 +70,10 @@ class SpeechMelConfig:
         return (self.context_samples - self.n_fft) // self.hop_length + 1
 
     @property
-    def feature_shape(self) -> tuple[int, int, int]:
-        """(channels, bands, frames) of one clip's features: what the network after the frontend reads."""
-        return (self.in_chans, self.n_mels, self.n_frames)
-
-    @property
     def n_windows(self) -> int:
         """Embedding windows of one clip (9 for 1 s in 1.5 s)."""
         return (self.n_frames - self.window_frames) // self.window_step + 1
 
-    def to_dict(self) -> dict:
-        return {"kind": self.kind, **dataclasses.asdict(self)}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "SpeechMelConfig":
-        d = {k: v for k, v in d.items() if k != "kind"}
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"unknown speech-mel frontend settings: {sorted(unknown)}")
-        return cls(**d)
 
 
 def _pretrained_weights() -> tuple[np.ndarray, np.ndarray]:

@@ -56,12 +56,12 @@ REAL_SETS = ("gsc12-dev", "fsdd-dev")
 @torch.no_grad()
 def predict(model, waves: np.ndarray, batch: int = 128) -> np.ndarray:
     """Top-1 output index of each int16 clip (the PyTorch model, eval mode)."""
-    from kws.audio import INT16_SCALE
+    from kws.audio import from_int16
 
     model.eval()
     out = []
     for i in range(0, len(waves), batch):
-        x = torch.from_numpy(np.asarray(waves[i:i + batch], dtype=np.float32) / np.float32(INT16_SCALE))
+        x = torch.from_numpy(from_int16(waves[i:i + batch]))
         out.append(model(x).argmax(-1).numpy())
     return np.concatenate(out) if out else np.zeros(0, np.int64)
 

@@ -13,7 +13,10 @@ import json
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # a script in the checkout: its packages beside it
+
+from kws.paths import RESULTS  # noqa: E402
+
 NAMES = {"acc12": "12-class", "acc35": "35-class (word clips)", "acc": "exact label"}
 
 
@@ -21,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run", type=Path)
     ap.add_argument("--real-speech", type=Path)
-    ap.add_argument("--bench", type=Path, default=REPO / "results", help="the quick bench's --out folder")
+    ap.add_argument("--bench", type=Path, default=RESULTS, help="the quick bench's --out folder")
     args = ap.parse_args(argv)
     run = args.run
     report = json.loads((run / "report.json").read_text())

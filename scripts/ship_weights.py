@@ -20,9 +20,9 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # a script in the checkout: its packages beside it
 
-sys.path.insert(0, str(REPO))
+from kws.paths import PROJECT_ROOT as REPO  # noqa: E402
 
 MAX_BYTES = 20 * 1024 * 1024
 METRICS = {"acc12": "12-class, every clip", "acc35": "35-class, word clips", "acc": "exact label, every clip"}

@@ -85,12 +85,12 @@ def _backbone_runner(model: torch.nn.Module, example: torch.Tensor, device: torc
 def _compute(model: torch.nn.Module, clips: ClipSet, rows: np.ndarray | None, augmenter: Augmenter | None,
              device: torch.device, bar: tqdm) -> np.ndarray:
     """frontend (+ augmentation) + backbone of every clip (or of `rows`), float16, in clip order."""
-    from kws.audio import INT16_SCALE
+    from kws.audio import from_int16
 
     n = len(clips) if rows is None else len(rows)
     out, run, i = None, None, 0
     for batch in _batches(clips.waves, rows):
-        x = torch.from_numpy(batch.astype(np.float32) / np.float32(INT16_SCALE))
+        x = torch.from_numpy(from_int16(batch))
         x = x.to(device)
         if augmenter is not None:
             x = augmenter.wave(x)

@@ -37,7 +37,7 @@ $PY export.py "$RUN" --int8 --json "$RUN/export.json"
 echo "== 4/6 predict: one clip through the model just trained, on ONNX Runtime"
 clip=$(ls "$SHARED"/gsc12-dev/yes/*.wav 2>/dev/null | head -1 || true)
 [ -n "$clip" ] || clip=$(ls data_cache/synth/default-*/yes/*.wav 2>/dev/null | head -1 || true)
-[ -n "$clip" ] && $PY -m kws predict "$clip" --model "$RUN" --backend ort-cpu
+[ -n "$clip" ] && $PY predict.py "$clip" --model "$RUN" --backend ort-cpu
 
 echo "== 5/6 bench: quick accuracy x latency matrix, streaming and noise (shipped weights + this run)"
 # into the run's own folder: results/ holds the project's published measurements

@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"latency {r['backend']:>12}: " + (f"p50 {lat['p50_ms']:.2f} ms (batch 1, {r['threads']} thread)"
                                                     if r.get("status") == "ok" and lat else r.get("status", "?")))
     print(f"live:    .venv/bin/python live.py --weights {run}")
-    print(f"predict: .venv/bin/python -m kws predict some.wav --model {run}")
+    print(f"predict: .venv/bin/python predict.py some.wav --model {run}")
     print("shipped default (best cross-validated real-speech accuracy): .venv/bin/python live.py")
     return 0
 

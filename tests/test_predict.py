@@ -1,4 +1,4 @@
-"""The prediction API and `python -m kws predict`: any file format in, labels out, errors name the file."""
+"""The prediction API and `python predict.py`: any file format in, labels out, errors name the file."""
 from __future__ import annotations
 
 import numpy as np

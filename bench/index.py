@@ -32,6 +32,9 @@ PRODUCERS: tuple[tuple[str, str], ...] = (
     ("python -m bench.realspeech cv", "speaker-disjoint 5-fold cross-validation of a training recipe: every real "
                                       "clip scored once by a model that never heard its speaker (pooled accuracy "
                                       "with a speaker-bootstrap 95 % CI, fold mean with a t interval)"),
+    ("python -m bench.fewshot_gsc", "few-shot learning curves on real Speech Commands speakers: gsc12-dev's rare "
+                                    "words from k recordings (k = 1, 5; 5 draws of speakers each), with and without "
+                                    "synthetic examples, accuracy on speakers heard in no training clip"),
     ("python -m bench.fewshot", "few-shot learning curves: new words from k recordings of one FSDD speaker "
                                 "(k = 1, 5, 10, 25, with and without synthetic examples, and synthetic only), "
                                 "accuracy on the other speakers with 95 % CIs, and each run's wall time"),

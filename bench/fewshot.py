@@ -319,6 +319,26 @@ def report(results: Path = RESULTS, text: ReportText = FSDD_TEXT) -> tuple[Path,
     return md, png
 
 
+def add_run_arguments(r: argparse.ArgumentParser, runs: Path, out: Path) -> None:
+    """The `run` options every learning-curve protocol shares (this one and bench.fewshot_gsc)."""
+    r.add_argument("--arms", default=",".join((*ARMS, SYNTH_ONLY)), help="synth, real, synth-only")
+    r.add_argument("--recipe", type=Path, default=RECIPE)
+    r.add_argument("--runs", type=Path, default=runs)
+    r.add_argument("--cache-dir", default=None, help="data cache (default $KWS_CACHE or data_cache)")
+    r.add_argument("--threads", type=int, default=1)
+    r.add_argument("--out", type=Path, default=out)
+
+
+def parse_arms(text: str) -> list[str]:
+    from training.config import ConfigError
+
+    arms = [a for a in text.split(",") if a]
+    bad = sorted(set(arms) - {*ARMS, SYNTH_ONLY})
+    if bad:
+        raise ConfigError(f"unknown arms {bad}; expected {', '.join((*ARMS, SYNTH_ONLY))}")
+    return arms
+
+
 def main(argv: list[str] | None = None) -> int:
     from kws.data import DataError
     from kws.runinfo import write_results
@@ -331,12 +351,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--data", type=Path, default=FSDD, help="<word>/<speaker>_<take>.wav recordings (default FSDD)")
     r.add_argument("--speakers", default="", help="training speakers, comma-separated (default: all)")
     r.add_argument("--k", default=",".join(map(str, KS)), help="recordings per word, comma-separated")
-    r.add_argument("--arms", default=",".join((*ARMS, SYNTH_ONLY)), help="synth, real, synth-only")
-    r.add_argument("--recipe", type=Path, default=RECIPE)
-    r.add_argument("--runs", type=Path, default=paths.RUNS / "fewshot")
-    r.add_argument("--cache-dir", default=None, help="data cache (default $KWS_CACHE or data_cache)")
-    r.add_argument("--threads", type=int, default=1)
-    r.add_argument("--out", type=Path, default=RESULTS)
+    add_run_arguments(r, paths.RUNS / "fewshot", RESULTS)
     rp = sub.add_parser("report", help="Markdown table and plot from the JSON")
     rp.add_argument("--results", type=Path, default=RESULTS)
     args = p.parse_args(argv)
@@ -347,10 +362,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if not args.data.is_dir():
             raise DataError(f"{args.data}: not found (FSDD lives in ../shared/data/fsdd-dev)")
-        arms = [a for a in args.arms.split(",") if a]
-        bad = sorted(set(arms) - {*ARMS, SYNTH_ONLY})
-        if bad:
-            raise ConfigError(f"unknown arms {bad}; expected {', '.join((*ARMS, SYNTH_ONLY))}")
+        arms = parse_arms(args.arms)
         rows = measure(args.data, [s for s in args.speakers.split(",") if s] or None,
                        [int(k) for k in args.k.split(",") if k], arms, args.recipe, args.runs,
                        {"threads": args.threads, "progress": False, "cache_dir": args.cache_dir})

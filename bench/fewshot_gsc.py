@@ -32,7 +32,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from bench.fewshot import ARMS, RECIPE, SYNTH_ONLY, ReportText, link_files, report, score, test_clips
+from bench.fewshot import (ARMS, RECIPE, SYNTH_ONLY, ReportText, add_run_arguments, link_files, parse_arms, report,
+                           score, test_clips)
 from kws import paths
 from kws.data.splits import speaker_of
 from kws.labels import GSC12_WORDS
@@ -172,12 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--data", type=Path, default=paths.GSC12_DEV, help="a Speech Commands layout (default gsc12-dev)")
     r.add_argument("--k", default=",".join(map(str, KS)), help="recordings per word, comma-separated")
     r.add_argument("--draws", type=int, default=DRAWS)
-    r.add_argument("--arms", default=",".join((*ARMS, SYNTH_ONLY)), help="synth, real, synth-only")
-    r.add_argument("--recipe", type=Path, default=RECIPE)
-    r.add_argument("--runs", type=Path, default=paths.RUNS / "fewshot-gsc")
-    r.add_argument("--cache-dir", default=None, help="data cache (default $KWS_CACHE or data_cache)")
-    r.add_argument("--threads", type=int, default=1)
-    r.add_argument("--out", type=Path, default=RESULTS)
+    add_run_arguments(r, paths.RUNS / "fewshot-gsc", RESULTS)
     rp = sub.add_parser("report", help="Markdown table and plot from the JSON")
     rp.add_argument("--results", type=Path, default=RESULTS)
     args = p.parse_args(argv)
@@ -188,10 +184,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if not args.data.is_dir():
             raise DataError(f"{args.data}: not found (gsc12-dev lives in ../shared/data/gsc12-dev)")
-        arms = [a for a in args.arms.split(",") if a]
-        bad = sorted(set(arms) - {*ARMS, SYNTH_ONLY})
-        if bad:
-            raise ConfigError(f"unknown arms {bad}; expected {', '.join((*ARMS, SYNTH_ONLY))}")
+        arms = parse_arms(args.arms)
         ks = [int(k) for k in args.k.split(",") if k]
         if max(ks) + 2 > MIN_CLIPS:
             raise ConfigError(f"k = {max(ks)}: the rare words have {MIN_CLIPS} clips at the least, so k <= "

@@ -148,13 +148,38 @@ def score(run: Path, clips, cfg) -> np.ndarray:
     return logits.argmax(-1).numpy()
 
 
+def train_and_score(cfg, test_root: Path, clips: dict[tuple[str, ...], Any]) -> tuple[Path, np.ndarray, list[str],
+                                                                                   float | None]:
+    """Train the point's run (or reuse it when finished) and score every clip under test_root with it:
+    (run, hit per test clip, the test files, training seconds or None when reused). `clips` caches
+    the test clips per label set met, so the test set is decoded once per label set."""
+    from bench.realspeech import run_dir_complete
+    from training.trainer import train
+
+    run = Path(cfg.out)
+    t0 = time.monotonic()
+    reused = run_dir_complete(run)
+    if not reused:
+        train(cfg)
+    seconds = None if reused else round(time.monotonic() - t0, 1)
+    labels = _labels_of(run)
+    if labels not in clips:
+        clips[labels] = test_clips(test_root, labels, cfg.cache_dir)
+    hits = score(run, clips[labels], cfg) == np.asarray(clips[labels].y)
+    return run, hits, list(clips[labels].files), seconds
+
+
+def speaker_rows(hits: np.ndarray, who: np.ndarray, heard: set[str] | frozenset[str], **point: Any) -> list[dict]:
+    """One row per test speaker not in `heard`: the point's fields, its clips and hits."""
+    return [{**point, "test_speaker": s, "clips": int((who == s).sum()), "correct": int(hits[who == s].sum()),
+             "accuracy": float(hits[who == s].mean())} for s in sorted(set(who) - set(heard))]
+
+
 def measure(root: Path = FSDD, speakers: Sequence[str] | None = None, ks: Sequence[int] = KS,
             arms: Sequence[str] = (*ARMS, SYNTH_ONLY), recipe: Path = RECIPE, runs: Path = paths.RUNS / "fewshot",
             overrides: dict[str, Any] | None = None, val_takes: Sequence[int] = VAL_TAKES) -> list[dict[str, Any]]:
     """One row per (arm, training speaker, k) and per test speaker: see the module doc."""
-    from bench.realspeech import run_dir_complete
     from training.config import resolve
-    from training.trainer import train
 
     rec = recordings(root)
     words = sorted({w for s in rec.values() for w in s})
@@ -166,27 +191,14 @@ def measure(root: Path = FSDD, speakers: Sequence[str] | None = None, ks: Sequen
     jobs += [(SYNTH_ONLY, "", 0)] if SYNTH_ONLY in arms else []
     for n, (arm, speaker, k) in enumerate(jobs, 1):
         cfg = run_config(base, arm, speaker, k, rec, words, runs, val_takes)
-        t0 = time.monotonic()
-        run = Path(cfg.out)
-        reused = run_dir_complete(run)
-        if not reused:
-            train(cfg)
-        seconds = time.monotonic() - t0
-        labels = _labels_of(run)
-        if labels not in clips:
-            clips[labels] = test_clips(root, labels, cfg.cache_dir)
-        pred = score(run, clips[labels], cfg)
-        truth = np.asarray(clips[labels].y)
-        who = np.array([speaker_of(f) for f in clips[labels].files])
-        for test_speaker in sorted(set(who) - {speaker}):
-            m = who == test_speaker
-            rows.append({"arm": arm, "train_speaker": speaker or None, "k": k, "test_speaker": test_speaker,
-                         "clips": int(m.sum()), "correct": int((pred[m] == truth[m]).sum()),
-                         "accuracy": float((pred[m] == truth[m]).mean()),
-                         "seconds": None if reused else round(seconds, 1), "run": str(run)})
-        acc = np.mean([r["accuracy"] for r in rows if r["run"] == str(run)])
+        run, hits, files, seconds = train_and_score(cfg, root, clips)
+        who = np.array([speaker_of(f) for f in files])
+        point = speaker_rows(hits, who, {speaker}, arm=arm, train_speaker=speaker or None, k=k, seconds=seconds,
+                             run=str(run))
+        rows += point
+        acc = np.mean([r["accuracy"] for r in point])
         print(f"[{n}/{len(jobs)}] {arm} {speaker or 'all'} k={k}: {acc:.3f} on other speakers"
-              f"{'' if reused else f' ({seconds:.0f} s)'}", flush=True)
+              f"{'' if seconds is None else f' ({seconds:.0f} s)'}", flush=True)
     return rows
 
 

@@ -26,14 +26,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-import time
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 from bench.fewshot import (ARMS, RECIPE, SYNTH_ONLY, ReportText, add_run_arguments, link_files, parse_arms, report,
-                           score, test_clips)
+                           speaker_rows, train_and_score)
 from kws import paths
 from kws.data.splits import speaker_of
 from kws.labels import GSC12_WORDS
@@ -110,11 +109,8 @@ def measure(root: Path = paths.GSC12_DEV, ks: Sequence[int] = KS, draws: int = D
             arms: Sequence[str] = (*ARMS, SYNTH_ONLY), recipe: Path = RECIPE, runs: Path = paths.RUNS / "fewshot-gsc",
             overrides: dict[str, Any] | None = None, min_clips: int = MIN_CLIPS) -> list[dict[str, Any]]:
     """One row per (arm, draw, k) and test speaker: see the module doc."""
-    from bench.realspeech import run_dir_complete
     from kws.data.custom import say_spec
-    from kws.labels import load_labels
     from training.config import resolve
-    from training.trainer import train
 
     words = rare_words(root, min_clips)
     base = resolve({**(overrides or {})}, recipe)
@@ -135,29 +131,14 @@ def measure(root: Path = paths.GSC12_DEV, ks: Sequence[int] = KS, draws: int = D
             data = f"train:{link_files(pick.train, folder / 'train')}+val:{link_files(pick.val, folder / 'val')}"
             cfg = dataclasses.replace(base, data=data, synth_words="auto" if arm == "synth" else "",
                                       negatives=negatives, out=str(folder / "run"))
-        run = Path(cfg.out)
-        t0 = time.monotonic()
-        reused = run_dir_complete(run)
-        if not reused:
-            train(cfg)
-        seconds = time.monotonic() - t0
-        labels = tuple(load_labels(run))
-        if labels not in clips:
-            clips[labels] = test_clips(test_root, labels, cfg.cache_dir)
-        pred = score(run, clips[labels], cfg)
-        truth = np.asarray(clips[labels].y)
-        who = np.array([speaker_of(Path(f).stem) for f in clips[labels].files])
-        by_speaker: dict[str, np.ndarray] = {}
-        for speaker in sorted(set(who) - heard):
-            m = who == speaker
-            by_speaker[speaker] = pred[m] == truth[m]
-            rows.append({"arm": arm, "train_speaker": None if d < 0 else f"draw {d}", "k": k,
-                         "test_speaker": speaker, "clips": int(m.sum()), "correct": int(by_speaker[speaker].sum()),
-                         "accuracy": float(by_speaker[speaker].mean()), "heard_speakers": len(heard),
-                         "seconds": None if reused else round(seconds, 1), "run": str(run)})
-        hits = np.concatenate(list(by_speaker.values()))
-        print(f"[{n}/{len(jobs)}] {arm} {'all' if d < 0 else f'draw {d}'} k={k}: {hits.mean():.3f} on {hits.size} "
-              f"clips of {len(by_speaker)} unheard speakers{'' if reused else f' ({seconds:.0f} s)'}", flush=True)
+        run, hits, files, seconds = train_and_score(cfg, test_root, clips)
+        who = np.array([speaker_of(Path(f).stem) for f in files])
+        point = speaker_rows(hits, who, heard, arm=arm, train_speaker=None if d < 0 else f"draw {d}", k=k,
+                             heard_speakers=len(heard), seconds=seconds, run=str(run))
+        rows += point
+        n_clips, n_hits = sum(r["clips"] for r in point), sum(r["correct"] for r in point)
+        print(f"[{n}/{len(jobs)}] {arm} {'all' if d < 0 else f'draw {d}'} k={k}: {n_hits / n_clips:.3f} on {n_clips} "
+              f"clips of {len(point)} unheard speakers{'' if seconds is None else f' ({seconds:.0f} s)'}", flush=True)
     return rows
 
 

@@ -1,5 +1,5 @@
 """ONNX graph plumbing shared by the export and the quantizer: join and cut a graph at its
-`features` tensor, save it atomically, and run it in a plain CPU session.
+`features` tensor, save it atomically, and the session options every ORT session uses.
 
 The export joins the frontend and network graphs; the quantizer cuts them apart again, so
 that int8 never touches the log-mel part. Both need these, and neither may import the other.
@@ -81,14 +81,25 @@ def save_model(model: "onnx.ModelProto", path: str | Path) -> Path:
     return Path(path)
 
 
-def cpu_session(src: str | Path | bytes, threads: int = 1):
-    """A quiet CPU-provider session of a file or serialized graph, `threads` intra-op threads."""
+def session_options(threads: int = 1):
+    """The options of every ORT session here: `threads` intra-op threads, one graph at a time (inter-op
+    threads only add wake-ups), every graph optimisation, warnings and below kept quiet."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
     so.intra_op_num_threads, so.inter_op_num_threads = int(threads), 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.log_severity_level = 3
-    return ort.InferenceSession(src if isinstance(src, bytes) else str(src), so, providers=["CPUExecutionProvider"])
+    return so
+
+
+def cpu_session(src: str | Path | bytes, threads: int = 1):
+    """A CPU-provider session of a file or serialized graph, `threads` intra-op threads."""
+    import onnxruntime as ort
+
+    return ort.InferenceSession(src if isinstance(src, bytes) else str(src), session_options(threads),
+                                providers=["CPUExecutionProvider"])
 
 
 def run_batched(sess, x: np.ndarray, batch: int = 32) -> np.ndarray:

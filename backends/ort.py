@@ -16,6 +16,7 @@ import numpy as np
 
 from backends.base import DEFAULT_THREADS, BackendBase, BackendUnavailable, FeaturesFn, ModelFileError
 from backends.meta import ModelInfo, parse_metadata
+from backends.onnxgraph import session_options
 from backends.registry import register_backend
 
 if TYPE_CHECKING:
@@ -56,7 +57,6 @@ class OrtBackend(BackendBase):
         self._check_provider_present(ort)
         from backends.export import resolve_onnx
 
-        self.ref = model
         self.path = self.model_file = resolve_onnx(model, precision=self.spec.precision, log=log)
         self.threads = DEFAULT_THREADS if threads is None else int(threads)
         if self.threads < 1:
@@ -96,13 +96,7 @@ class OrtBackend(BackendBase):
         return {}
 
     def session_options(self, ort):
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = self.threads
-        so.inter_op_num_threads = 1  # one graph at a time: inter-op threads only add wake-ups
-        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        so.log_severity_level = 3
-        return so
+        return session_options(self.threads)
 
     def device_name(self) -> str:
         return "cpu"
@@ -113,21 +107,23 @@ class OrtBackend(BackendBase):
         if self.provider not in ort.get_available_providers():
             raise BackendUnavailable(f"{self.name}: {self.missing_provider_message(ort)}")
 
-    def _create_session(self, ort, so, options: dict[str, Any]):
+    def _create_session(self, ort, so, options: dict[str, Any], path: Path | None = None):
+        """A session of `path` (default: the model file) on this backend's provider, and only on it."""
+        path = self.path if path is None else path
         providers = [(self.provider, options)] if options else [self.provider]
         try:
-            sess = ort.InferenceSession(str(self.path), so, providers=providers)
+            sess = ort.InferenceSession(str(path), so, providers=providers)
         except Exception as e:
             msg = str(e)
             if "INVALID_PROTOBUF" in msg or "Protobuf parsing failed" in msg or "INVALID_GRAPH" in msg:
-                raise ModelFileError(f"{self.path}: not a valid ONNX model ({msg[:300]})") from None
+                raise ModelFileError(f"{path}: not a valid ONNX model ({msg[:300]})") from None
             if self.provider == CPU:
                 # The CPU provider is built in and was found present: a session it cannot make is
                 # the model's fault (an op ORT lacks, bad data), never "backend unavailable",
                 # which would send a caller to other backends and hide this cause.
-                raise ModelFileError(f"{self.path}: onnxruntime cannot load this model: {msg[:400]}") from None
+                raise ModelFileError(f"{path}: onnxruntime cannot load this model: {msg[:400]}") from None
             raise BackendUnavailable(f"{self.name}: onnxruntime could not create a session with {self.provider} "
-                                     f"for {self.path}: {msg[:400]}") from None
+                                     f"for {path}: {msg[:400]}") from None
         got = sess.get_providers()
         if not got or got[0] != self.provider:
             raise BackendUnavailable(
@@ -178,9 +174,7 @@ class OrtBackend(BackendBase):
 
         ort = _ort()
         path = resolve_onnx(model_ref, "fp32", features_in=True, log=None)
-        opts = self.default_provider_options(self.device_id)
-        sess = ort.InferenceSession(str(path), self.session_options(ort),
-                                    providers=[(self.provider, opts)] if opts else [self.provider])
+        sess = self._create_session(ort, self.session_options(ort), self.default_provider_options(self.device_id), path)
         name = sess.get_inputs()[0].name
         return (lambda feats: sess.run(None, {name: feats})[0]), ""
 

@@ -213,11 +213,9 @@ class OrtStep:
                  provider_options: dict | None = None) -> None:
         import onnxruntime as ort
 
-        so = ort.SessionOptions()
-        so.intra_op_num_threads, so.inter_op_num_threads = int(threads), 1
-        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        so.log_severity_level = 3
+        from backends.onnxgraph import session_options
+
+        so = session_options(threads)
         if provider not in ort.get_available_providers():
             raise BackendUnavailable(f"{provider} is not in this onnxruntime build")
         providers = [(provider, provider_options)] if provider_options else [provider]

@@ -24,7 +24,8 @@ def cpu_runner(module: torch.nn.Module, example: torch.Tensor, atol: float = 1e-
             return module(x).float().numpy()
 
     try:
-        import onnxruntime as ort
+        from backends.onnxgraph import cpu_session  # imports onnxruntime only when called
+        import onnxruntime  # noqa: F401  (absent: eager)
     except ImportError as e:
         return eager, f"eager: {e}"
     try:
@@ -33,10 +34,7 @@ def cpu_runner(module: torch.nn.Module, example: torch.Tensor, atol: float = 1e-
             warnings.simplefilter("ignore")  # TorchScript exporter notices
             torch.onnx.export(module, (example[:2],), buf, input_names=["x"], output_names=["y"],
                               dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}}, opset_version=17, dynamo=False)
-        so = ort.SessionOptions()
-        so.intra_op_num_threads, so.inter_op_num_threads = torch.get_num_threads(), 1
-        so.log_severity_level = 3
-        sess = ort.InferenceSession(buf.getvalue(), so, providers=["CPUExecutionProvider"])
+        sess = cpu_session(buf.getvalue(), torch.get_num_threads())
 
         def run(x: torch.Tensor) -> np.ndarray:
             return sess.run(None, {"x": x.contiguous().numpy()})[0]

@@ -1,21 +1,12 @@
 """Run metadata for the bench JSON: kws.runinfo's provenance plus what the bench needs to say."""
 from __future__ import annotations
 
-import os
 from typing import Any, Sequence
 
-from kws.runinfo import package_versions, run_metadata
+from kws.runinfo import load_average, package_versions, run_metadata
 
 # Beyond kws.runinfo's list: the libraries that build the report and measure memory.
 EXTRA_PACKAGES: tuple[str, ...] = ("pandas", "seaborn", "matplotlib", "psutil", "tqdm", "pytest-benchmark")
-
-
-def load_average() -> list[float] | None:
-    """1/5/15-minute load: on a shared machine it says how much else was running."""
-    try:
-        return [round(v, 2) for v in os.getloadavg()]
-    except (OSError, AttributeError):
-        return None
 
 
 def ort_providers() -> list[str]:

@@ -128,6 +128,14 @@ def machine_info() -> dict[str, Any]:
     return info
 
 
+def load_average() -> list[float] | None:
+    """1/5/15-minute load: on a shared machine it says how much else was running."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except (OSError, AttributeError):
+        return None
+
+
 def run_metadata(
     command: str | Sequence[str] | None = None,
     probe_gpu: bool = False,
@@ -149,8 +157,8 @@ def run_metadata(
         "python": platform.python_version(),
         "packages": package_versions(),
         "machine": machine_info(),
-        # 1/5/15-minute load when the run began: on a shared machine, what the latencies competed with
-        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        # when the metadata is made (a run that knows its load at the start passes load_average itself)
+        "load_average": load_average(),
     }
     if probe_gpu:
         meta["gpu"] = gpu_info()

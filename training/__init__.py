@@ -1,17 +1,13 @@
-"""The trainer: one loop for every zoo model and every kws.data source (CLI: train.py)."""
+"""The trainer: one loop for every zoo model and every kws.data source (its command line: cli/train.py)."""
 from training.config import ConfigError, TrainConfig
 
-__all__ = ["TrainConfig", "ConfigError", "train", "main"]
+__all__ = ["TrainConfig", "ConfigError", "train"]
 
 
 def __getattr__(name: str):
-    # Lazy: `TrainConfig` is cheap to import; the loop pulls in timm, matplotlib and friends.
+    # Lazy: the loop pulls in timm, matplotlib and friends; the config needs the zoo registry only.
     if name == "train":
         from training.trainer import train
 
         return train
-    if name == "main":
-        from training.cli import main
-
-        return main
     raise AttributeError(name)

@@ -11,6 +11,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+import backends
 from backends.registry import DEFAULT_BACKEND
 from realtime.engine import PredictFn, StreamModel
 
@@ -45,19 +46,9 @@ def from_function(predict: PredictFn, labels: Sequence[str], name: str = "custom
     return Predictor(predict, tuple(labels), name, ("python",), "cpu", name)
 
 
-def _backends() -> Any:
-    try:
-        import backends
-    except ImportError as e:
-        raise ModelLoadError(f"the inference backends are not importable ({e}); is the project installed "
-                             f"(pip install -r requirements.txt)?") from None
-    return backends
-
-
 def available_backends() -> dict[str, str]:
     """name -> "" when available, else the reason it is not."""
-    be = _backends()
-    return {s.name: ("" if s.available else s.reason) for s in be.list_backends()}
+    return {s.name: ("" if s.available else s.reason) for s in backends.list_backends()}
 
 
 def _log_stderr(msg: str) -> None:
@@ -65,9 +56,8 @@ def _log_stderr(msg: str) -> None:
 
 
 def _open(backend: str, model: str, threads: int, streaming: bool = True) -> Predictor:
-    be_mod = _backends()
     # exports made on first use of a checkpoint are reported on stderr: stdout carries the detections
-    be = be_mod.create_backend(backend, model=model, threads=threads, log=_log_stderr)
+    be = backends.create_backend(backend, model=model, threads=threads, log=_log_stderr)
     be.warmup()  # the first call allocates; keep it out of the latency figures
 
     def predict(waves: np.ndarray) -> np.ndarray:
@@ -116,9 +106,7 @@ def load_predictor(model: str, backend: str = DEFAULT_BACKEND, threads: int = 1,
     the backend was the default do we fall back, and `notify` says so. `streaming`: also build
     the model's streaming form on the same backend (exported on first use), when it has one.
     """
-    be_mod = _backends()
-    unavailable = be_mod.BackendUnavailable
-    known = be_mod.backend_names()
+    known = backends.backend_names()
     if backend != "auto" and backend not in known:
         raise ModelLoadError(f"unknown backend {backend!r}; choose one of: auto, {', '.join(known)}")
     onnx = str(model).lower().endswith(".onnx")
@@ -126,23 +114,23 @@ def load_predictor(model: str, backend: str = DEFAULT_BACKEND, threads: int = 1,
     def can_run(b: str) -> bool:
         # checkpoint backends cannot run an .onnx file: offering them one can only fail, and that
         # failure ("torch-cpu runs PyTorch checkpoints") would replace the real one
-        return not onnx or be_mod.backend_spec(b).runs_onnx_files
+        return not onnx or backends.backend_spec(b).runs_onnx_files
 
     if backend == "auto":
         status = available_backends()
-        order = [b for b in be_mod.auto_order() if status.get(b) == "" and can_run(b)]
+        order = [b for b in backends.auto_order() if status.get(b) == "" and can_run(b)]
         if not order:
             raise ModelLoadError("no inference backend is available: " +
                                  "; ".join(f"{k}: {v}" for k, v in status.items()))
         candidates, backend_is_default = order, True
     else:
-        fallbacks = [b for b in be_mod.default_fallbacks(backend) if can_run(b)]
+        fallbacks = [b for b in backends.default_fallbacks(backend) if can_run(b)]
         candidates = [backend] + (fallbacks if backend_is_default else [])
     first_reason = ""
     for i, name in enumerate(candidates):
         try:
             pred = _open(name, model, threads, streaming)
-        except unavailable as e:
+        except backends.BackendUnavailable as e:
             first_reason = first_reason or f"backend {name!r} is unavailable: {e}"
             if i + 1 < len(candidates):
                 continue

@@ -88,14 +88,3 @@ class SlowModel(ToneModel):
 
         time.sleep(self.delay_s)
         return super().__call__(waves)
-
-
-def backends_or_skip():
-    """The backends package, or a pytest skip while it is absent or still being written."""
-    import pytest
-
-    try:
-        import backends
-    except ImportError as e:
-        pytest.skip(f"the backends package is not importable ({e})")
-    return backends

@@ -25,7 +25,7 @@ from realtime.predictor import ModelLoadError, from_function
 from realtime.session import LiveSession
 from realtime.sources import MicSource, ReplaySource, SourceError, import_sounddevice, list_devices_text
 
-from _live_fakes import LABELS, backends_or_skip, ToneModel, make_stream
+from _live_fakes import LABELS, ToneModel, make_stream
 
 ROOT = Path(__file__).resolve().parents[1]
 EVENTS = [("yes", 0.7), ("no", 2.0), ("stop", 3.3)]
@@ -111,7 +111,8 @@ def test_a_model_that_will_not_load_is_a_message(tmp_path, words_wav, capsys):
 
 
 def test_an_unavailable_backend_is_named_and_not_silently_replaced(words_wav, capsys):
-    backends = backends_or_skip()
+    import backends
+
     missing = [s for s in backends.list_backends() if not s.available]
     if not missing:
         pytest.skip("every backend is available on this machine")
@@ -535,7 +536,6 @@ def qtbot_app():
 
 
 def test_cli_with_a_real_backend_and_a_random_checkpoint(tmp_path, words_wav):
-    backends_or_skip()
     import torch
 
     import zoo

@@ -30,6 +30,7 @@ from backends.meta import FEATURES_TENSOR, FORMAT, read_onnx_info
 from backends.onnxgraph import cpu_session, join, run_batched
 from backends.optimize import optimize
 from kws.fsutil import atomic_path, atomic_write_json, file_lock, sha256_of, sweep_temps, temp_files
+from kws.metrics import top1_agreement
 from kws.paths import exports_dir
 
 if TYPE_CHECKING:
@@ -301,7 +302,7 @@ def run_onnx(path_or_bytes: str | Path | bytes, x: np.ndarray, threads: int = 1,
 
 def compare(ref: np.ndarray, got: np.ndarray, clips: Clips, reference: str) -> Parity:
     return Parity(clips=clips.source, n=len(ref), max_abs_diff=float(np.abs(ref - got).max()),
-                  top1_agreement=float((ref.argmax(1) == got.argmax(1)).mean()), reference=reference)
+                  top1_agreement=top1_agreement(ref.argmax(1), got.argmax(1)), reference=reference)
 
 
 def check_parity(path: str | Path, model: "KWSModel", clips: Clips, features_in: bool = False) -> Parity:

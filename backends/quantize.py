@@ -46,6 +46,7 @@ from backends.base import ModelFileError
 from backends.clips import Clips, get_clips
 from backends.onnxgraph import cpu_session, join, run_batched, save_model, split
 from backends.optimize import resize_gates_to_broadcast
+from kws.metrics import top1_agreement
 from kws.timing import interleaved_latency
 
 if TYPE_CHECKING:
@@ -231,7 +232,7 @@ def layer_sensitivity(pre: Path, work: Path, candidates: Sequence[str], feats: n
         q = work / "alone.onnx"
         _quantize_net(pre, q, Variant("alone"), feats, only=[name], cache=cache)
         got = run_batched(cpu_session(str(q), threads), feats)
-        rows.append({"node": name, "kl": _kl(ref, got), "agreement": float((got.argmax(1) == ref.argmax(1)).mean())})
+        rows.append({"node": name, "kl": _kl(ref, got), "agreement": top1_agreement(got.argmax(1), ref.argmax(1))})
         bar.set_postfix(kl=f"{rows[-1]['kl']:.2e}")
     return sorted(rows, key=lambda r: -r["kl"])
 
@@ -251,7 +252,7 @@ def _float_sensitive(pre: Path, work: Path, exclude: Sequence[str], ranked: Sequ
         q = work / "sensitive.onnx"
         _quantize_net(pre, q, Variant("sensitive"), feats, exclude=[*exclude, *chosen], cache=cache)
         got = run_batched(cpu_session(str(q), threads), feats)
-        agree = float((got.argmax(1) == ref.argmax(1)).mean())
+        agree = top1_agreement(got.argmax(1), ref.argmax(1))
         if agree >= min_agreement:
             break
     return chosen, agree
@@ -370,7 +371,7 @@ def quantize_int8(fp32_path: str | Path, out_path: str | Path, calib: Clips | No
             producer = {o: n.op_type for n in qnet.graph.node for o in n.output}
             n_float = sum(n.op_type in QUANTIZABLE and producer.get(n.input[1]) != "DequantizeLinear"
                           for n in qnet.graph.node)
-            cands.append(Candidate(v.name, float((got.argmax(1) == ref.argmax(1)).mean()),
+            cands.append(Candidate(v.name, top1_agreement(got.argmax(1), ref.argmax(1)),
                                    float(np.abs(got - ref).max()), float("nan"), 0.0, n_q,
                                    label_accuracy(got, evalset.words, info.labels), note=note,
                                    float_layers=int(n_float), sensitive_float=list(sensitive)))

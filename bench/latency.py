@@ -28,6 +28,7 @@ from typing import Any, Sequence
 from backends import bench_order, create_backend, list_backends
 from backends.registry import DEFAULT_BACKEND, REFERENCE_BACKEND, fp32_counterpart
 from backends.clips import get_clips
+from kws.metrics import top1_agreement
 from kws.timing import interleaved_latency, summary_ms
 
 MODELS = ("efficientnet_b0", "resnet18", "mobilenetv3_large_100")
@@ -79,7 +80,7 @@ def bench_model(name: str, ref: str, weights: str, threads: int, rounds: int,
             continue
         row.update(summary_ms(lat[b]))
         if REFERENCE_BACKEND in probs:
-            row["top1_agreement_vs_torch"] = float((probs[b].argmax(1) == probs[REFERENCE_BACKEND].argmax(1)).mean())
+            row["top1_agreement_vs_torch"] = top1_agreement(probs[b].argmax(1), probs[REFERENCE_BACKEND].argmax(1))
         row["clips"] = clips.source
     med = {r["backend"]: r["p50_ms"] for r in rows if "p50_ms" in r}
     p10 = {r["backend"]: r["p10_ms"] for r in rows if "p10_ms" in r}

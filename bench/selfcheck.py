@@ -22,6 +22,7 @@ import numpy as np
 from backends import backend_names, backend_spec, create_backend, list_backends
 from backends.registry import REFERENCE_BACKEND
 from backends.clips import get_clips
+from kws.metrics import top1_agreement
 from kws.timing import interleaved_latency, summary_ms
 from zoo.registry import DEFAULT_BACKBONE
 
@@ -102,7 +103,7 @@ def check(ref: str, n_clips: int = 32, runs: int = 100, threads: int = 1,
             continue
         row.update({f"batch1_{k}": round(v, 3) for k, v in summary_ms(lat[row["backend"]]).items() if k != "n"})
         if ref_probs is not None:
-            row["top1_agreement_vs_torch_cpu"] = float((probs.argmax(1) == ref_probs.argmax(1)).mean())
+            row["top1_agreement_vs_torch_cpu"] = top1_agreement(probs.argmax(1), ref_probs.argmax(1))
             row["max_abs_diff_vs_torch_cpu"] = float(np.abs(probs - ref_probs).max())
     for row in rows:
         row["clips"] = clips.source

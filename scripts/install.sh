@@ -57,5 +57,22 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-.venv/bin/python -m pip install -q -r requirements.txt
+
+# torch and its CUDA libraries are several GB from PyPI, and a connection cut in the middle of
+# one of them must not fail a fresh install: pip resumes a cut download (--resume-retries, pip
+# 25.1 and newer) and the whole install is tried again, finished wheels coming from pip's cache.
+RESUME=()
+.venv/bin/python -m pip install --help 2>/dev/null | grep -q -- --resume-retries && RESUME=(--resume-retries 30)
+PIP_ATTEMPTS=4
+for attempt in $(seq 1 "$PIP_ATTEMPTS"); do
+  if .venv/bin/python -m pip install -q "${RESUME[@]}" -r requirements.txt; then
+    break
+  fi
+  if [ "$attempt" -eq "$PIP_ATTEMPTS" ]; then
+    echo "pip install -r requirements.txt failed $PIP_ATTEMPTS times; giving up" >&2
+    exit 1
+  fi
+  echo "pip install failed (attempt $attempt of $PIP_ATTEMPTS); trying again in $((attempt * 20)) s" >&2
+  sleep $((attempt * 20))
+done
 echo "environment ready: $(.venv/bin/python --version), .venv"

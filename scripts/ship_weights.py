@@ -1,7 +1,8 @@
-"""Ship a trained checkpoint as zoo weights: fp16 safetensors (<= 20 MB) and its model card.
+"""Ship a trained checkpoint as zoo weights: fp16 safetensors (<= 20 MiB) and its model card.
 
 Usage:
   python scripts/ship_weights.py RUN --recipe recipes/X.yaml [--cv results/cv/X.json] [--name NAME]
+                                     [--precision auto|fp16|int8]
 
 Writes zoo/weights/<name>.safetensors and zoo/weights/<name>.md (default name: the model's).
 The card and the file's metadata hold the same facts (zoo.meta.CheckpointMeta): the training
@@ -10,6 +11,9 @@ data and recipe with its command, the cross-validated real-speech accuracy with 
 measured here on ort-cpu and torch-cpu, and the licence of any pretrained part. Weights still
 as their package installed them (a frozen pretrained embedding) are not copied into the file.
 `--name` other than the model's name ships a variant under zoo/weights/variants/.
+A model whose fp16 file is over the limit (ResNet18) ships its conv and linear weights as int8
+with per-output-channel scales (`--precision auto`, the default); the card then gives the
+top-1 agreement of the stored weights with the trained float model on every gsc12-dev clip.
 """
 from __future__ import annotations
 
@@ -19,6 +23,8 @@ import re
 import sys
 import time
 from pathlib import Path
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # a script in the checkout: its packages beside it
 
@@ -72,8 +78,6 @@ def cv_accuracy(path: Path, shipped_fold: str = "all") -> dict:
 
 def measure_latency(weights: Path) -> dict:
     """Batch-1, 1-thread p50/p90 of the waveform-in model on ort-cpu and torch-cpu (this machine)."""
-    import numpy as np
-
     from backends import BackendUnavailable, create_backend
     from kws.runinfo import machine_info
 
@@ -98,6 +102,33 @@ def measure_latency(weights: Path) -> dict:
     return out
 
 
+def storage_line(storage: dict) -> str:
+    if not storage:
+        return "fp16"
+    agree = storage.get("top1_agreement")
+    said = (f"; top-1 agreement with the trained float model {100 * agree:.1f} % on {storage['clips']} clips "
+            f"({storage['set']})") if isinstance(agree, float) else f"; {agree}"
+    return storage["weights"] + said
+
+
+def storage_agreement(trained, shipped: Path) -> dict:
+    """How often the shipped (int8-stored) weights answer as the trained float model, on every gsc12-dev clip."""
+    from bench.realspeech import predict
+    from kws import paths
+    from kws.data import open_source
+    from kws.metrics import top1_agreement
+    from zoo import load_model
+
+    out: dict = {"weights": "int8 per output channel (conv and linear), the rest fp16"}
+    if not paths.GSC12_DEV.is_dir():
+        return out | {"top1_agreement": "not measured: no gsc12-dev here"}
+    src = open_source(f"gsc:{paths.GSC12_DEV}", labels=trained.labels)
+    waves = np.concatenate([src.split(s).waves for s in ("train", "validation", "test")])
+    stored, _ = load_model(shipped)
+    agree = top1_agreement(predict(trained, waves), predict(stored, waves))
+    return out | {"top1_agreement": round(agree, 4), "clips": int(len(waves)), "set": "gsc12-dev, every clip"}
+
+
 def card_markdown(name: str, model, meta, size: int, command: str) -> str:
     import torch
 
@@ -117,7 +148,7 @@ def card_markdown(name: str, model, meta, size: int, command: str) -> str:
              f"({json.dumps(fe.to_dict())})",
              f"- **training data**: `{meta.training_data}`",
              f"- **recipe**: {meta.recipe}",
-             f"- **file**: `zoo/weights/{name}.safetensors`, {size / 2**20:.2f} MiB (fp16)", ""]
+             f"- **file**: `zoo/weights/{name}.safetensors`, {size / 2**20:.2f} MiB ({storage_line(meta.storage)})", ""]
     lines += ["## Real-speech accuracy", ""]
     if a:
         lines += [a["protocol"] + ".", "",
@@ -154,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cv", type=Path, help="the recipe's cross-validation result (results/cv/<recipe>.json)")
     ap.add_argument("--name", help="shipped name (default: the model's; another name ships a variant)")
     ap.add_argument("--note", default="", help="how it was trained (hardware, epochs, minutes)")
+    ap.add_argument("--precision", choices=("auto", "fp16", "int8"), default="auto",
+                    help="auto: fp16, or int8 conv/linear weights when the fp16 file is over the limit")
     args = ap.parse_args(argv)
     import dataclasses
 
@@ -179,13 +212,22 @@ def main(argv: list[str] | None = None) -> int:
         recipe=f"[{args.recipe.as_posix()}]({(up / args.recipe).as_posix()}), trained with "
                f"`python train.py --config {args.recipe.as_posix()} --fold {fold}`" + (f"; {args.note}" if args.note else ""),
         accuracy=cv_accuracy(args.cv, fold) if args.cv else {})
-    save_checkpoint(model, out, meta, half=True)
-    meta = dataclasses.replace(meta, latency=measure_latency(out))
-    save_checkpoint(model, out, meta, half=True)  # again, now with the latency measured on the file
+    int8 = args.precision == "int8"
+    save_checkpoint(model, out, meta, half=True, int8_weights=int8)
+    if args.precision == "auto" and out.stat().st_size > MAX_BYTES:
+        print(f"{out}: {out.stat().st_size / 2**20:.1f} MiB in fp16, over the limit: storing int8 weights")
+        int8 = True
+        save_checkpoint(model, out, meta, half=True, int8_weights=True)
     size = out.stat().st_size
     if size > MAX_BYTES:
         out.unlink()
-        raise SystemExit(f"{out}: {size / 2**20:.1f} MiB is over the 20 MiB limit for shipped weights")
+        raise SystemExit(f"{out}: {size / 2**20:.1f} MiB is over the 20 MiB limit for shipped weights"
+                         + ("" if int8 else " (try --precision int8)"))
+    if int8:
+        meta = dataclasses.replace(meta, storage=storage_agreement(model, out))
+    meta = dataclasses.replace(meta, latency=measure_latency(out))
+    save_checkpoint(model, out, meta, half=True, int8_weights=int8)  # again, now with what was measured on the file
+    size = out.stat().st_size
     command = "python scripts/ship_weights.py " + " ".join(sys.argv[1:] if argv is None else argv)
     atomic_write_text(out.with_suffix(".md"), card_markdown(name, model, meta, size, command))
     print(f"shipped {out} ({size / 2**20:.2f} MiB): {meta.accuracy_line()}")

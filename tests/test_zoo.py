@@ -211,3 +211,38 @@ def test_checkpoint_metadata_has_one_schema(tmp_path):
     assert zoo.read_header(path)[1] == {"training_data": "synth", "epoch": 2}
     path = zoo.save_checkpoint(model, tmp_path / "c.safetensors", CheckpointMeta(run="r", val_acc=0.5))
     assert CheckpointMeta.from_dict(zoo.read_header(path)[1]) == CheckpointMeta(run="r", val_acc=0.5)
+
+
+def test_int8_weight_storage_halves_the_file_and_loads_back_close(tmp_path):
+    """A model too big for the shipping limit in fp16 stores int8 conv/linear weights; they load back as floats."""
+    torch.manual_seed(0)
+    model = zoo.create_model("mobilenetv3_small_100", num_classes=6).eval()
+    fp16 = zoo.save_checkpoint(model, tmp_path / "fp16.safetensors", {}, half=True)
+    int8 = zoo.save_checkpoint(model, tmp_path / "int8.safetensors", {}, half=True, int8_weights=True)
+    assert int8.stat().st_size < 0.6 * fp16.stat().st_size
+    loaded, _ = zoo.load_model(int8)
+    assert all(p.dtype == torch.float32 for p in loaded.state_dict().values() if p.is_floating_point())
+    x = 0.1 * torch.randn(4, 16000)
+    with torch.no_grad():
+        ref, got = model(x), loaded(x)
+    assert (got - ref).abs().max() < 0.05 * ref.abs().max()
+
+
+def test_int8_weights_without_their_scales_or_with_bad_scales_are_refused(tmp_path):
+    from safetensors.torch import load_file, save_file
+    from safetensors import safe_open
+
+    model = zoo.create_model("dscnn", num_classes=4).eval()
+    path = zoo.save_checkpoint(model, tmp_path / "int8.safetensors", {}, half=True, int8_weights=True)
+    with safe_open(str(path), framework="pt") as f:
+        header = f.metadata()
+    tensors = load_file(str(path))
+    key = next(k for k in tensors if k.startswith(zoo.checkpoint.SCALE_PREFIX))
+    for name, change in [("noscale", lambda t: t.pop(key)),
+                         ("negative", lambda t: t.__setitem__(key, -t[key])),
+                         ("short", lambda t: t.__setitem__(key, t[key][:1]))]:
+        bad = dict(tensors)
+        change(bad)
+        save_file(bad, str(tmp_path / f"{name}.safetensors"), metadata=header)
+        with pytest.raises(zoo.checkpoint.CheckpointError, match=name == "noscale" and "without int8 scales" or "scales"):
+            zoo.load_model(tmp_path / f"{name}.safetensors")

@@ -14,6 +14,9 @@ from zoo.registry import DEFAULT_BACKBONE, is_model, model_entrypoint
 
 FORMAT = "kws-zoo/1"
 BEST, LAST = "best.safetensors", "last.safetensors"
+# An int8-stored weight `k` has its per-output-channel scales under this prefix + k. The prefix
+# cannot collide with a parameter name: PyTorch names are dotted identifiers.
+SCALE_PREFIX = "__scale__."
 
 
 class CheckpointError(ValueError):
@@ -21,8 +24,13 @@ class CheckpointError(ValueError):
 
 
 def save_checkpoint(model: KWSModel, path: str | Path, meta: CheckpointMeta | dict | None = None,
-                    half: bool = False) -> Path:
+                    half: bool = False, int8_weights: bool = False) -> Path:
     """Write model weights + config atomically. `half` stores float tensors as fp16 (shipping).
+
+    `int8_weights` (with `half`) stores each conv and linear weight as symmetric int8 with one
+    scale per output channel, for shipping a model whose fp16 file is over the size limit: half
+    the bytes again, and `load_checkpoint` turns them back into floats (weight-only storage; the
+    model still computes in float).
 
     `meta` is written through the one schema, zoo.meta.CheckpointMeta: a dict may use its field
     names (or the legacy names it reads), and a key it does not know is an error, not a silent
@@ -43,6 +51,10 @@ def save_checkpoint(model: KWSModel, path: str | Path, meta: CheckpointMeta | di
         v = v.detach().cpu()
         if k in installed and torch.equal(v, installed[k]):
             continue  # still exactly as the installed package has it: read from there when loading
+        if int8_weights and v.is_floating_point() and v.ndim >= 2:
+            q, scale = quantize_int8(v)
+            sd[k], sd[SCALE_PREFIX + k] = q, scale
+            continue
         if half and v.is_floating_point():
             v = v.half()
         sd[k] = v.contiguous()
@@ -51,6 +63,30 @@ def save_checkpoint(model: KWSModel, path: str | Path, meta: CheckpointMeta | di
     with atomic_path(path) as tmp:
         save_file(sd, str(tmp), metadata=metadata)
     return Path(path)
+
+
+def quantize_int8(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(int8 values, fp32 scale per output channel) with w ~= q * scale, |q| <= 127."""
+    flat = w.float().reshape(w.shape[0], -1)
+    amax = flat.abs().amax(dim=1)
+    scale = torch.where(amax > 0, amax / 127.0, torch.ones_like(amax))  # an all-zero channel stays zero
+    q = torch.round(flat / scale[:, None]).clamp_(-127, 127).to(torch.int8)
+    return q.reshape(w.shape).contiguous(), scale.contiguous()
+
+
+def dequantize_int8(path: Path, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """`tensors` with every int8-stored weight turned back into fp32; CheckpointError when one is malformed."""
+    scales = {k[len(SCALE_PREFIX):]: v for k, v in tensors.items() if k.startswith(SCALE_PREFIX)}
+    out = {k: v for k, v in tensors.items() if not k.startswith(SCALE_PREFIX)}
+    for k, scale in scales.items():
+        q = out.get(k)
+        if q is None or q.dtype != torch.int8:
+            raise CheckpointError(f"{path}: scales for {k!r}, which is not an int8 tensor in the file")
+        if scale.ndim != 1 or scale.numel() != q.shape[0] or not torch.isfinite(scale).all() or (scale <= 0).any():
+            raise CheckpointError(f"{path}: the int8 scales of {k!r} must be {q.shape[0]} positive finite numbers "
+                                  f"(one per output channel), got shape {tuple(scale.shape)}")
+        out[k] = q.float() * scale.float().view(-1, *([1] * (q.ndim - 1)))
+    return out
 
 
 def read_checkpoint(path: str | Path) -> tuple[ModelConfig, dict[str, torch.Tensor], dict]:
@@ -124,6 +160,11 @@ def load_checkpoint(path: str | Path) -> tuple[KWSModel, dict]:
     if wrong:
         raise CheckpointError(f"{path}: weights do not match {cfg.name}: {len(wrong)} tensors of the wrong shape, "
                               f"e.g. {'; '.join(wrong[:3])}")
+    tensors = dequantize_int8(Path(path), tensors)
+    ints = [k for k, v in tensors.items() if k in ref and ref[k].is_floating_point() and not v.is_floating_point()]
+    if ints:  # an integer tensor for a float parameter, without its scales: its values would be wrong
+        raise CheckpointError(f"{path}: {len(ints)} float weights are stored as integers without int8 scales, "
+                              f"e.g. {ints[:3]}")
     tensors = {k: v.to(ref[k].dtype) if k in ref else v for k, v in tensors.items()}
     bad = [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:  # such a model answers NaN: refuse it here, naming the tensors

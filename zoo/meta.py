@@ -32,6 +32,9 @@ class CheckpointMeta:
     # per-word detection thresholds calibrated to a false-accept rate: {"values": {word: threshold},
     # "target_fa_per_hour", "negative_hours", "fitted_on", "method", "engine", ...} (bench.calibrate)
     thresholds: dict[str, Any] = field(default_factory=dict)
+    # how a shipped file stores its weights when not plain fp16: {"weights": "int8 per output channel",
+    # "top1_agreement": share of real clips on which it answers as the trained float model did, "clips", "set"}
+    storage: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def field_names(cls) -> set[str]:
@@ -51,7 +54,7 @@ class CheckpointMeta:
                 out[k] = v
         if not isinstance(out.get("accuracy", {}), dict):
             out.pop("accuracy")
-        for key in ("latency", "thresholds"):
+        for key in ("latency", "thresholds", "storage"):
             if not isinstance(out.get(key, {}), dict):
                 out.pop(key)
         return cls(**out)

@@ -175,3 +175,23 @@ def test_failed_shape_inference_leaves_nothing_in_the_cwd(tmp_path, monkeypatch)
         quantize_int8(fp32, tmp_path / "m.int8.onnx", calib=Clips(clips(4), None, "syn"),
                       evalset=Clips(clips(4, seed=6), None, "syn"), variants=QUICK_VARIANTS[:1], log=None)
     assert list(cwd.iterdir()) == []
+
+
+def test_percentile_calibration_clips_an_outlier_that_minmax_keeps(tmp_path):
+    """One huge activation in the calibration data stretches MinMax's range; the percentile range ignores it,
+    so the bulk of the values keeps its resolution."""
+    import json
+
+    pre = tmp_path / "net.onnx"
+    _export(Pyramid(), (1, 16, 16), pre)
+    feats = np.random.default_rng(3).standard_normal((32, 1, 16, 16)).astype(np.float32)
+    feats[0, 0, 0, 0] = 1e4
+    ranges = {}
+    for calibration in ("minmax", "percentile"):
+        cache = tmp_path / f"{calibration}.json"
+        _quantize_net(pre, tmp_path / f"{calibration}.onnx", Variant("v", calibration=calibration), feats, cache=cache)
+        ranges[calibration] = json.loads(cache.read_text())
+    text = {k: json.dumps(v) for k, v in ranges.items()}
+    assert "10000" in text["minmax"] and "10000" not in text["percentile"]
+    with pytest.raises(ValueError, match="calibration 'kl'"):
+        _quantize_net(pre, tmp_path / "x.onnx", Variant("x", calibration="kl"), feats)

@@ -222,16 +222,15 @@ def write_calibrated(ref: str, out: Path, thresholds: dict[str, Any]) -> Path:
             m.metadata_props.add(key=k, value=v)
         return save_model(m, out)
     import zoo
-    from zoo.checkpoint import SCALE_PREFIX, read_checkpoint
+    from zoo.checkpoint import read_checkpoint, stored_bits
 
     path = zoo.resolve_weights(ref)
     model, meta = zoo.load_checkpoint(path)
     _, tensors, _ = read_checkpoint(path)
-    # stored as the source was: fp16, and int8 weights where it had them (a shipped file stays within its size)
+    # stored as the source was: fp16, and quantized weights where it had them (a shipped file keeps its size)
     half = any(t.dtype.is_floating_point and t.element_size() == 2 for t in tensors.values())
-    int8 = any(k.startswith(SCALE_PREFIX) for k in tensors)
     meta = {**meta, "thresholds": thresholds, "source_checkpoint": meta.get("source_checkpoint") or str(path)}
-    return zoo.save_checkpoint(model, out, meta, half=half or int8, int8_weights=int8)
+    return zoo.save_checkpoint(model, out, meta, half=half, weight_bits=stored_bits(tensors))
 
 
 def calibrate_parser() -> argparse.ArgumentParser:

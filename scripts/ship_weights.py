@@ -2,7 +2,7 @@
 
 Usage:
   python scripts/ship_weights.py RUN --recipe recipes/X.yaml [--cv results/cv/X.json] [--name NAME]
-                                     [--precision auto|fp16|int8]
+                                     [--precision auto|fp16]
 
 Writes zoo/weights/<name>.safetensors and zoo/weights/<name>.md (default name: the model's).
 The card and the file's metadata hold the same facts (zoo.meta.CheckpointMeta): the training
@@ -11,8 +11,9 @@ data and recipe with its command, the cross-validated real-speech accuracy with 
 measured here on ort-cpu and torch-cpu, and the licence of any pretrained part. Weights still
 as their package installed them (a frozen pretrained embedding) are not copied into the file.
 `--name` other than the model's name ships a variant under zoo/weights/variants/.
-A model whose fp16 file is over the limit (ResNet18) ships its conv and linear weights as int8
-with per-output-channel scales (`--precision auto`, the default); the card then gives the
+A model whose fp16 file is over the limit ships its conv and linear weights quantized
+(`--precision auto`, the default; zoo.wquant): int8 per output channel (ResNet18), and where
+that is still over, its largest weights as 4-bit blocks (ResNet34); the card then gives the
 top-1 agreement of the stored weights with the trained float model on every gsc12-dev clip.
 """
 from __future__ import annotations
@@ -102,6 +103,24 @@ def measure_latency(weights: Path) -> dict:
     return out
 
 
+def storage_plan(model) -> tuple[dict[str, int], str]:
+    """({weight: bits}, how the card says it) for a file within MAX_BYTES: ({}, "fp16") when fp16 fits."""
+    from zoo import wquant
+
+    installed = model.package_weights()
+    state = {k: v for k, v in model.state_dict().items() if k not in installed}
+    bits = wquant.plan_bits(state, MAX_BYTES)
+    if not bits:
+        return bits, "fp16"
+    n4 = sum(state[k].numel() for k, b in bits.items() if b == 4)
+    n8 = sum(state[k].numel() for k, b in bits.items() if b == 8)
+    said = f"conv and linear weights int8 per output channel ({n8:,} values)"
+    if n4:
+        said += (f" and 4-bit in blocks of {wquant.Q4_BLOCK} ({n4:,} values in the {sum(b == 4 for b in bits.values())}"
+                 " largest tensors)")
+    return bits, said + "; the rest fp16"
+
+
 def storage_line(storage: dict) -> str:
     if not storage:
         return "fp16"
@@ -111,7 +130,7 @@ def storage_line(storage: dict) -> str:
     return storage["weights"] + said
 
 
-def storage_agreement(trained, shipped: Path) -> dict:
+def storage_agreement(trained, shipped: Path, weights: str) -> dict:
     """How often the shipped (int8-stored) weights answer as the trained float model, on every gsc12-dev clip."""
     from bench.realspeech import predict
     from kws import paths
@@ -119,14 +138,15 @@ def storage_agreement(trained, shipped: Path) -> dict:
     from kws.metrics import top1_agreement
     from zoo import load_model
 
-    out: dict = {"weights": "int8 per output channel (conv and linear), the rest fp16"}
+    out: dict = {}
     if not paths.GSC12_DEV.is_dir():
-        return out | {"top1_agreement": "not measured: no gsc12-dev here"}
+        return {"weights": weights, "top1_agreement": "not measured: no gsc12-dev here"}
     src = open_source(f"gsc:{paths.GSC12_DEV}", labels=trained.labels)
     waves = np.concatenate([src.split(s).waves for s in ("train", "validation", "test")])
     stored, _ = load_model(shipped)
     agree = top1_agreement(predict(trained, waves), predict(stored, waves))
-    return out | {"top1_agreement": round(agree, 4), "clips": int(len(waves)), "set": "gsc12-dev, every clip"}
+    return {"weights": weights, "top1_agreement": round(agree, 4), "clips": int(len(waves)),
+            "set": "gsc12-dev, every clip"}
 
 
 def card_markdown(name: str, model, meta, size: int, command: str) -> str:
@@ -185,8 +205,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cv", type=Path, help="the recipe's cross-validation result (results/cv/<recipe>.json)")
     ap.add_argument("--name", help="shipped name (default: the model's; another name ships a variant)")
     ap.add_argument("--note", default="", help="how it was trained (hardware, epochs, minutes)")
-    ap.add_argument("--precision", choices=("auto", "fp16", "int8"), default="auto",
-                    help="auto: fp16, or int8 conv/linear weights when the fp16 file is over the limit")
+    ap.add_argument("--precision", choices=("auto", "fp16"), default="auto",
+                    help="auto: fp16, or quantized conv/linear weights when the fp16 file is over the limit")
     args = ap.parse_args(argv)
     import dataclasses
 
@@ -212,21 +232,19 @@ def main(argv: list[str] | None = None) -> int:
         recipe=f"[{args.recipe.as_posix()}]({(up / args.recipe).as_posix()}), trained with "
                f"`python train.py --config {args.recipe.as_posix()} --fold {fold}`" + (f"; {args.note}" if args.note else ""),
         accuracy=cv_accuracy(args.cv, fold) if args.cv else {})
-    int8 = args.precision == "int8"
-    save_checkpoint(model, out, meta, half=True, int8_weights=int8)
-    if args.precision == "auto" and out.stat().st_size > MAX_BYTES:
-        print(f"{out}: {out.stat().st_size / 2**20:.1f} MiB in fp16, over the limit: storing int8 weights")
-        int8 = True
-        save_checkpoint(model, out, meta, half=True, int8_weights=True)
+    bits, weights = storage_plan(model) if args.precision == "auto" else ({}, "fp16")
+    if bits:
+        print(f"{out}: over {MAX_BYTES / 2**20:.0f} MiB in fp16: {weights}")
+    save_checkpoint(model, out, meta, half=True, weight_bits=bits)
     size = out.stat().st_size
     if size > MAX_BYTES:
         out.unlink()
         raise SystemExit(f"{out}: {size / 2**20:.1f} MiB is over the 20 MiB limit for shipped weights"
-                         + ("" if int8 else " (try --precision int8)"))
-    if int8:
-        meta = dataclasses.replace(meta, storage=storage_agreement(model, out))
+                         + (" (--precision auto quantizes the weights to fit)" if not bits else ""))
+    if bits:
+        meta = dataclasses.replace(meta, storage=storage_agreement(model, out, weights))
     meta = dataclasses.replace(meta, latency=measure_latency(out))
-    save_checkpoint(model, out, meta, half=True, int8_weights=int8)  # again, now with what was measured on the file
+    save_checkpoint(model, out, meta, half=True, weight_bits=bits)  # again, now with what was measured on the file
     size = out.stat().st_size
     command = "python scripts/ship_weights.py " + " ".join(sys.argv[1:] if argv is None else argv)
     atomic_write_text(out.with_suffix(".md"), card_markdown(name, model, meta, size, command))

@@ -213,36 +213,65 @@ def test_checkpoint_metadata_has_one_schema(tmp_path):
     assert CheckpointMeta.from_dict(zoo.read_header(path)[1]) == CheckpointMeta(run="r", val_acc=0.5)
 
 
-def test_int8_weight_storage_halves_the_file_and_loads_back_close(tmp_path):
-    """A model too big for the shipping limit in fp16 stores int8 conv/linear weights; they load back as floats."""
+@pytest.mark.parametrize("bits", [8, 4])
+def test_quantized_weight_storage_shrinks_the_file_and_loads_back_close(tmp_path, bits):
+    """A model too big for the shipping limit in fp16 stores its conv/linear weights in fewer bits (zoo.wquant);
+    they load back as floats that answer as the model did."""
     torch.manual_seed(0)
     model = zoo.create_model("mobilenetv3_small_100", num_classes=6).eval()
+    weights = [k for k, v in model.state_dict().items() if zoo.wquant.storable(v)]
     fp16 = zoo.save_checkpoint(model, tmp_path / "fp16.safetensors", {}, half=True)
-    int8 = zoo.save_checkpoint(model, tmp_path / "int8.safetensors", {}, half=True, int8_weights=True)
-    assert int8.stat().st_size < 0.6 * fp16.stat().st_size
-    loaded, _ = zoo.load_model(int8)
+    small = zoo.save_checkpoint(model, tmp_path / "q.safetensors", {}, half=True,
+                                weight_bits={k: bits for k in weights})
+    assert small.stat().st_size < (0.6 if bits == 8 else 0.35) * fp16.stat().st_size
+    loaded, _ = zoo.load_model(small)
     assert all(p.dtype == torch.float32 for p in loaded.state_dict().values() if p.is_floating_point())
-    x = 0.1 * torch.randn(4, 16000)
+    for k in weights[:5]:  # each value within half a step of its block's scale
+        w, got = model.state_dict()[k].float(), loaded.state_dict()[k]
+        assert (got - w).abs().max() <= w.abs().max() / (127 if bits == 8 else 7) / 2 + 1e-3
+    from tests._backend_fixtures import clips
+    from zoo.checkpoint import read_checkpoint, stored_bits
+
+    assert stored_bits(read_checkpoint(small)[1]) == {k: bits for k in weights}
+    x = torch.from_numpy(clips(16) / 32768.0).float()
     with torch.no_grad():
-        ref, got = model(x), loaded(x)
-    assert (got - ref).abs().max() < 0.05 * ref.abs().max()
+        ref, out = model(x), loaded(x)
+    assert (ref.argmax(1) == out.argmax(1)).float().mean() >= 0.8
 
 
-def test_int8_weights_without_their_scales_or_with_bad_scales_are_refused(tmp_path):
-    from safetensors.torch import load_file, save_file
+def test_plan_bits_touches_the_fewest_tensors_that_make_the_file_fit():
+    from zoo import wquant
+
+    state = {"big.weight": torch.zeros(1000, 1000), "mid.weight": torch.zeros(300, 300), "bn.bias": torch.zeros(10)}
+    assert wquant.plan_bits(state, 3 * 2**20) == {}  # fp16: 2.2 MB
+    assert wquant.plan_bits(state, int(1.3e6)) == {"big.weight": 8, "mid.weight": 8}
+    assert wquant.plan_bits(state, int(0.8e6)) == {"big.weight": 4, "mid.weight": 8}
+    with pytest.raises(ValueError, match="every weight at 4 bits"):
+        wquant.plan_bits(state, 100_000)
+
+
+@pytest.mark.parametrize("bits", [8, 4])
+def test_quantized_weights_without_their_scales_or_with_bad_ones_are_refused(tmp_path, bits):
     from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    from zoo import wquant
 
     model = zoo.create_model("dscnn", num_classes=4).eval()
-    path = zoo.save_checkpoint(model, tmp_path / "int8.safetensors", {}, half=True, int8_weights=True)
+    weights = {k: bits for k, v in model.state_dict().items() if wquant.storable(v)}
+    path = zoo.save_checkpoint(model, tmp_path / "q.safetensors", {}, half=True, weight_bits=weights)
     with safe_open(str(path), framework="pt") as f:
         header = f.metadata()
     tensors = load_file(str(path))
-    key = next(k for k in tensors if k.startswith(zoo.checkpoint.SCALE_PREFIX))
-    for name, change in [("noscale", lambda t: t.pop(key)),
-                         ("negative", lambda t: t.__setitem__(key, -t[key])),
-                         ("short", lambda t: t.__setitem__(key, t[key][:1]))]:
+    key = next(k for k in tensors if k.startswith(wquant.Q8_SCALE if bits == 8 else wquant.Q4_SCALE))
+    data = key.split(".", 1)[1] if bits == 8 else wquant.Q4_DATA + key[len(wquant.Q4_SCALE):]
+    cases = {"noscale": (lambda t: t.pop(key), "without their scales"),
+             "negative": (lambda t: t.__setitem__(key, -t[key]), "positive finite"),
+             "short": (lambda t: t.__setitem__(key, t[key][:1]), "of shape"),
+             "cut": (lambda t: t.__setitem__(data, t[data][:1]), "of shape" if bits == 4 else "wrong shape")}
+    for name, (change, message) in cases.items():
         bad = dict(tensors)
         change(bad)
         save_file(bad, str(tmp_path / f"{name}.safetensors"), metadata=header)
-        with pytest.raises(zoo.checkpoint.CheckpointError, match=name == "noscale" and "without int8 scales" or "scales"):
+        with pytest.raises(zoo.checkpoint.CheckpointError, match=message):
             zoo.load_model(tmp_path / f"{name}.safetensors")

@@ -3,20 +3,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 import torch
 
 from kws.fsutil import atomic_path
+from zoo import wquant
 from zoo.meta import LEGACY_KEYS, CheckpointMeta
 from zoo.model import KWSModel, ModelConfig, model_dir
 from zoo.registry import DEFAULT_BACKBONE, is_model, model_entrypoint
 
 FORMAT = "kws-zoo/1"
 BEST, LAST = "best.safetensors", "last.safetensors"
-# An int8-stored weight `k` has its per-output-channel scales under this prefix + k. The prefix
-# cannot collide with a parameter name: PyTorch names are dotted identifiers.
-SCALE_PREFIX = "__scale__."
 
 
 class CheckpointError(ValueError):
@@ -24,13 +22,12 @@ class CheckpointError(ValueError):
 
 
 def save_checkpoint(model: KWSModel, path: str | Path, meta: CheckpointMeta | dict | None = None,
-                    half: bool = False, int8_weights: bool = False) -> Path:
+                    half: bool = False, weight_bits: Mapping[str, int] | None = None) -> Path:
     """Write model weights + config atomically. `half` stores float tensors as fp16 (shipping).
 
-    `int8_weights` (with `half`) stores each conv and linear weight as symmetric int8 with one
-    scale per output channel, for shipping a model whose fp16 file is over the size limit: half
-    the bytes again, and `load_checkpoint` turns them back into floats (weight-only storage; the
-    model still computes in float).
+    `weight_bits` {name: 8 or 4} stores those conv and linear weights quantized (zoo.wquant), for
+    shipping a model whose fp16 file is over the size limit; `load_checkpoint` turns them back
+    into floats (weight-only storage: the model still computes in float).
 
     `meta` is written through the one schema, zoo.meta.CheckpointMeta: a dict may use its field
     names (or the legacy names it reads), and a key it does not know is an error, not a silent
@@ -46,14 +43,18 @@ def save_checkpoint(model: KWSModel, path: str | Path, meta: CheckpointMeta | di
 
     model = getattr(model, "module", model)  # unwrap DDP
     installed = model.package_weights()
+    bits = dict(weight_bits or {})
+    state = model.state_dict()
+    bad = sorted(k for k in bits if k not in state or not wquant.storable(state[k]))
+    if bad:
+        raise ValueError(f"{path}: weight_bits names {bad[:3]}, not conv or linear weights of {model.cfg.name}")
     sd = {}
-    for k, v in model.state_dict().items():
+    for k, v in state.items():
         v = v.detach().cpu()
         if k in installed and torch.equal(v, installed[k]):
             continue  # still exactly as the installed package has it: read from there when loading
-        if int8_weights and v.is_floating_point() and v.ndim >= 2:
-            q, scale = quantize_int8(v)
-            sd[k], sd[SCALE_PREFIX + k] = q, scale
+        if k in bits:
+            sd.update(wquant.encode(k, v, bits[k]))
             continue
         if half and v.is_floating_point():
             v = v.half()
@@ -65,28 +66,10 @@ def save_checkpoint(model: KWSModel, path: str | Path, meta: CheckpointMeta | di
     return Path(path)
 
 
-def quantize_int8(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(int8 values, fp32 scale per output channel) with w ~= q * scale, |q| <= 127."""
-    flat = w.float().reshape(w.shape[0], -1)
-    amax = flat.abs().amax(dim=1)
-    scale = torch.where(amax > 0, amax / 127.0, torch.ones_like(amax))  # an all-zero channel stays zero
-    q = torch.round(flat / scale[:, None]).clamp_(-127, 127).to(torch.int8)
-    return q.reshape(w.shape).contiguous(), scale.contiguous()
-
-
-def dequantize_int8(path: Path, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """`tensors` with every int8-stored weight turned back into fp32; CheckpointError when one is malformed."""
-    scales = {k[len(SCALE_PREFIX):]: v for k, v in tensors.items() if k.startswith(SCALE_PREFIX)}
-    out = {k: v for k, v in tensors.items() if not k.startswith(SCALE_PREFIX)}
-    for k, scale in scales.items():
-        q = out.get(k)
-        if q is None or q.dtype != torch.int8:
-            raise CheckpointError(f"{path}: scales for {k!r}, which is not an int8 tensor in the file")
-        if scale.ndim != 1 or scale.numel() != q.shape[0] or not torch.isfinite(scale).all() or (scale <= 0).any():
-            raise CheckpointError(f"{path}: the int8 scales of {k!r} must be {q.shape[0]} positive finite numbers "
-                                  f"(one per output channel), got shape {tuple(scale.shape)}")
-        out[k] = q.float() * scale.float().view(-1, *([1] * (q.ndim - 1)))
-    return out
+def stored_bits(tensors: Mapping[str, torch.Tensor]) -> dict[str, int]:
+    """{weight: bits} of the quantized weights among a file's tensors (read_checkpoint's), for writing it back alike."""
+    return {**{k[len(wquant.Q8_SCALE):]: 8 for k in tensors if k.startswith(wquant.Q8_SCALE)},
+            **{k[len(wquant.Q4_SCALE):]: 4 for k in tensors if k.startswith(wquant.Q4_SCALE)}}
 
 
 def read_checkpoint(path: str | Path) -> tuple[ModelConfig, dict[str, torch.Tensor], dict]:
@@ -160,10 +143,13 @@ def load_checkpoint(path: str | Path) -> tuple[KWSModel, dict]:
     if wrong:
         raise CheckpointError(f"{path}: weights do not match {cfg.name}: {len(wrong)} tensors of the wrong shape, "
                               f"e.g. {'; '.join(wrong[:3])}")
-    tensors = dequantize_int8(Path(path), tensors)
+    try:
+        tensors = wquant.decode(Path(path), tensors, {k: v.shape for k, v in ref.items()})
+    except wquant.WeightStorageError as e:
+        raise CheckpointError(str(e)) from None
     ints = [k for k, v in tensors.items() if k in ref and ref[k].is_floating_point() and not v.is_floating_point()]
     if ints:  # an integer tensor for a float parameter, without its scales: its values would be wrong
-        raise CheckpointError(f"{path}: {len(ints)} float weights are stored as integers without int8 scales, "
+        raise CheckpointError(f"{path}: {len(ints)} float weights are stored as integers without their scales, "
                               f"e.g. {ints[:3]}")
     tensors = {k: v.to(ref[k].dtype) if k in ref else v for k, v in tensors.items()}
     bad = [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()]

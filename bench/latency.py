@@ -1,6 +1,6 @@
 """Batch-1 latency of every available backend, waveform in -> probabilities out, one run.
 
-    python -m bench.latency [--models efficientnet_b0 resnet18 mobilenetv3_large_100]
+    python -m bench.latency [--models dscnn resnet18 ...]
                                      [--weights-dir DIR] [--threads 1] [--rounds 40] [--out results]
                                      [--extra MODEL=FILE.onnx ...]
     python -m bench.latency report [results/backend_latency.json]   # the .md again
@@ -10,8 +10,9 @@ the JSON afterwards. All backends of one model are timed in interleaved rounds i
 process, so their ratios are comparable even on a busy machine; p10, p50 and p99 over
 rounds x 10 calls, and the ratios at p50 and at p10 (on a loaded machine the median is often
 a descheduled call). The published EfficientNet-B0 targets (TARGETS) are checked in the report.
-Weights: DIR/<model>/ (a run folder, or a link to one) when --weights-dir is given, else the shipped
-zoo/weights/<model>.safetensors, else a random-initialised model (stated in each row).
+Models: every shipped one unless --models names others. Weights: DIR/<model>/ (a run folder, or a
+link to one) when --weights-dir is given, else the shipped zoo/weights/<model>.safetensors, else a
+random-initialised model (stated in each row).
 The int8 rows carry the quantizer's report: variant chosen, agreement with fp32 and the
 accuracy delta on held-out real clips. --extra adds an ort-cpu row for MODEL from an ONNX file
 (say, the same weights exported by an earlier recipe), timed in the same rounds: a before/after
@@ -31,7 +32,6 @@ from backends.clips import get_clips
 from kws.metrics import top1_agreement
 from kws.timing import interleaved_latency, summary_ms
 
-MODELS = ("efficientnet_b0", "resnet18", "mobilenetv3_large_100")
 # the published target: EfficientNet-B0 on ort-cpu, batch 1, 1 thread, waveform in: p50 at most this, and this many
 # times faster than torch eager (torch-cpu) in the same run
 TARGETS = {"efficientnet_b0": {"backend": "ort-cpu", "p50_ms": 3.0, "vs_torch": 4.0}}
@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {write_markdown(p.parse_args(argv[1:]).json)}")
         return 0
     p = argparse.ArgumentParser(prog="python -m bench.latency", description=__doc__.split("\n\n")[0])
-    p.add_argument("--models", nargs="+", default=list(MODELS))
+    p.add_argument("--models", nargs="+", help="default: every model with shipped weights")
     p.add_argument("--weights-dir", type=Path, help="folder of run folders named after the models")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--rounds", type=int, default=40, help="interleaved rounds of 10 calls per backend")
@@ -193,15 +193,14 @@ def main(argv: list[str] | None = None) -> int:
         if not sep or not Path(path).is_file():
             p.error(f"--extra {spec!r}: expected MODEL=FILE.onnx with an existing file")
         extra.setdefault(model, []).append(path)
-    import os
-
     from bench.selfcheck import default_ref
-    from kws.runinfo import write_results
+    from kws.runinfo import load_average, write_results
+    from zoo import shipped_models
 
-    load = os.getloadavg()
+    load = load_average()
     rows: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
-        for name in args.models:
+        for name in args.models or shipped_models():
             if args.weights_dir and (args.weights_dir / name).is_dir():
                 ref = str(args.weights_dir / name)
                 weights = f"run folder {(args.weights_dir / name).resolve()}"  # a link names where it points
@@ -217,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"  {r['backend']:12s} {r['status'][:100]}", flush=True)
     path = write_results(args.out / "backend_latency.json", rows,
                          command=["python", "-m", "bench.latency", *argv], threads=args.threads,
-                         load_average=load, load_average_end=os.getloadavg())
+                         load_average=load, load_average_end=load_average())
     print(f"wrote {path} and {write_markdown(path)}")
     for line in target_lines(rows):
         print(line)

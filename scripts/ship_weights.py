@@ -122,8 +122,6 @@ def storage_plan(model) -> tuple[dict[str, int], str]:
 
 
 def storage_line(storage: dict) -> str:
-    if not storage:
-        return "fp16"
     agree = storage.get("top1_agreement")
     said = (f"; top-1 agreement with the trained float model {100 * agree:.1f} % on {storage['clips']} clips "
             f"({storage['set']})") if isinstance(agree, float) else f"; {agree}"
@@ -168,7 +166,8 @@ def card_markdown(name: str, model, meta, size: int, command: str) -> str:
              f"({json.dumps(fe.to_dict())})",
              f"- **training data**: `{meta.training_data}`",
              f"- **recipe**: {meta.recipe}",
-             f"- **file**: `zoo/weights/{name}.safetensors`, {size / 2**20:.2f} MiB ({storage_line(meta.storage)})", ""]
+             f"- **file**: `zoo/weights/{name}.safetensors`, {size / 2**20:.2f} MiB"
+             + (f"; **stored as** {storage_line(meta.storage)}" if meta.storage else " (fp16)"), ""]
     lines += ["## Real-speech accuracy", ""]
     if a:
         lines += [a["protocol"] + ".", "",

@@ -1,4 +1,4 @@
-"""Ship a trained checkpoint as zoo weights: fp16 safetensors (<= 20 MiB) and its model card.
+"""Ship a trained checkpoint as zoo weights: fp16 safetensors (<= 20 MB) and its model card.
 
 Usage:
   python scripts/ship_weights.py RUN --recipe recipes/X.yaml [--cv results/cv/X.json] [--name NAME]
@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # a script in the 
 
 from kws.paths import PROJECT_ROOT as REPO  # noqa: E402
 
-MAX_BYTES = 20 * 1024 * 1024
+MAX_BYTES = 20_000_000  # 20 MB read strictly (decimal), so within 20 MiB as well
 METRICS = {"acc12": "12-class, every clip", "acc35": "35-class, word clips", "acc": "exact label, every clip"}
 
 
@@ -233,12 +233,12 @@ def main(argv: list[str] | None = None) -> int:
         accuracy=cv_accuracy(args.cv, fold) if args.cv else {})
     bits, weights = storage_plan(model) if args.precision == "auto" else ({}, "fp16")
     if bits:
-        print(f"{out}: over {MAX_BYTES / 2**20:.0f} MiB in fp16: {weights}")
+        print(f"{out}: over {MAX_BYTES / 1e6:.0f} MB in fp16: {weights}")
     save_checkpoint(model, out, meta, half=True, weight_bits=bits)
     size = out.stat().st_size
     if size > MAX_BYTES:
         out.unlink()
-        raise SystemExit(f"{out}: {size / 2**20:.1f} MiB is over the 20 MiB limit for shipped weights"
+        raise SystemExit(f"{out}: {size / 2**20:.1f} MiB is over the 20 MB limit for shipped weights"
                          + (" (--precision auto quantizes the weights to fit)" if not bits else ""))
     if bits:
         meta = dataclasses.replace(meta, storage=storage_agreement(model, out, weights))

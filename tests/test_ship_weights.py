@@ -27,3 +27,14 @@ def test_the_card_says_which_protocol_and_which_model_it_describes(tmp_path):
     assert "synthetic speech only" in synth["protocol"] and synth["shipped"] == "These weights are that model."
     full = ship_weights.cv_accuracy(_cv(tmp_path, [f"{k}/5" for k in range(1, 6)]), shipped_fold="all")
     assert full["protocol"].startswith("speaker-disjoint 5-fold") and "every fold" in full["shipped"]
+
+
+def test_every_shipped_file_is_within_the_limit_and_has_its_card():
+    from zoo.model import model_dir
+
+    files = sorted(model_dir().glob("*.safetensors"))
+    assert files, "no shipped weights"
+    for f in files:
+        assert f.stat().st_size <= ship_weights.MAX_BYTES, f"{f.name}: {f.stat().st_size:,} bytes"
+        card = f.with_suffix(".md")
+        assert card.is_file() and "## Real-speech accuracy" in card.read_text(), f"{card}: no model card"

@@ -375,8 +375,9 @@ def resolve_onnx(ref: str | Path, precision: str = "fp32", features_in: bool = F
 
     ref: a .onnx file (used as is; int8 from an fp32 .onnx is quantized from it), a zoo
     name (shipped weights), a run folder, or a .safetensors checkpoint. Cache key: the
-    sha256 of the weights (or ONNX) file + the export recipe version, so retraining or a
-    new recipe never serves a stale graph. Only an entry with a passed parity record is a hit,
+    sha256 of the weights (or ONNX) file + the export recipe version (and, for int8, the
+    quantization recipe's key), so retraining or a new recipe never serves a stale graph.
+    Only an entry with a passed parity record is a hit,
     and an entry is built under a lock: parallel callers export it once, and a killed export
     leaves nothing that a later call would serve.
     """
@@ -387,7 +388,7 @@ def resolve_onnx(ref: str | Path, precision: str = "fp32", features_in: bool = F
         info = read_onnx_info(p)
         if precision == "fp32" or info.precision == "int8" or "quantization" in info.props:
             return p
-        out = exports_dir() / f"{p.stem}-{sha256_of(p)[:16]}-v{EXPORT_VERSION}" / "model.int8.onnx"
+        out = exports_dir() / f"{p.stem}-{sha256_of(p)[:16]}-v{EXPORT_VERSION}" / _int8_name()
         if _cached(out):
             return out
         with _entry_lock(out.parent):
@@ -412,11 +413,18 @@ def resolve_onnx(ref: str | Path, precision: str = "fp32", features_in: bool = F
         return fp32
     if features_in:
         raise ValueError("int8 exports are waveform-in only (the frontend stays float)")
-    out = folder / "model.int8.onnx"
+    out = folder / _int8_name()
     if _cached(out):
         return out
     with _entry_lock(folder):
         return out if _cached(out) else _quantize(fp32, out, log)
+
+
+def _int8_name() -> str:
+    """The int8 graph's file in a cache entry: named by the quantization recipe that chose it."""
+    from backends.quantize import recipe_key
+
+    return f"model.int8-{recipe_key()}.onnx"
 
 
 @contextlib.contextmanager

@@ -98,6 +98,18 @@ VARIANTS: tuple[Variant, ...] = (
 QUICK_VARIANTS: tuple[Variant, ...] = VARIANTS[:2]
 
 
+def recipe_key() -> str:
+    """A short hash of everything that decides which int8 graph is served (the variants, the policy, the clips
+    counts): the export cache files an int8 graph under it, so a changed recipe quantizes again instead of
+    serving a graph chosen by the old one."""
+    import hashlib
+
+    spec = {"variants": [asdict(v) for v in VARIANTS], "min_agreement": MIN_AGREEMENT, "min_speedup": MIN_SPEEDUP,
+            "clips": [CALIB_CLIPS, EVAL_CLIPS, RANKING_CLIPS], "reuse_limit": REUSE_LIMIT,
+            "sensitive_ks": list(SENSITIVE_KS), "percentile": CALIB_PERCENTILE}
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:8]
+
+
 @dataclass
 class Candidate:
     variant: str

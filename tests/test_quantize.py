@@ -195,3 +195,16 @@ def test_percentile_calibration_clips_an_outlier_that_minmax_keeps(tmp_path):
     assert "10000" in text["minmax"] and "10000" not in text["percentile"]
     with pytest.raises(ValueError, match="calibration 'kl'"):
         _quantize_net(pre, tmp_path / "x.onnx", Variant("x", calibration="kl"), feats)
+
+
+def test_a_changed_quantization_recipe_is_a_new_cache_entry(monkeypatch):
+    """The export cache files int8 graphs under the recipe's key: new variants quantize again."""
+    import backends.quantize as bq
+    from backends import export
+
+    before, name = bq.recipe_key(), export._int8_name()
+    assert before in name and name.endswith(".onnx")
+    monkeypatch.setattr(bq, "VARIANTS", bq.VARIANTS[:-1])
+    assert bq.recipe_key() != before and export._int8_name() != name
+    monkeypatch.setattr(bq, "MIN_AGREEMENT", 0.98)
+    assert bq.recipe_key() != before

@@ -91,7 +91,6 @@ def prepare_for_export(model: "KWSModel") -> "KWSModel":
     The exporter folds Conv+BN itself but leaves BatchNorm1d after a Linear (the
     progressive head) as a separate op; folding it removes three ops per head at no cost.
     """
-    import torch
     from torch import nn
     from torch.nn.utils.fusion import fuse_linear_bn_eval
 

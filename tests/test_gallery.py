@@ -1,7 +1,6 @@
 """The signal gallery draws every class through the model's own frontend and the trainer's augmenter."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest

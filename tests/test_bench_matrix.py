@@ -169,13 +169,24 @@ def test_cli_arguments_make_the_quick_config(run_folder):
     assert np.isfinite(cfg.matrix.latency.max_seconds)
 
 
-def test_untrained_architectures_are_timed_but_never_scored(tmp_path):
+def test_untrained_architectures_are_timed_but_never_scored(tmp_path, monkeypatch):
+    import shutil
+
+    import zoo.model
+
+    # every registered model ships weights now: a weights folder with only the DS-CNN's stands for a
+    # zoo where the others (a model just added, say) have none
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    shutil.copy(zoo.model.model_dir() / "dscnn.safetensors", weights)
+    monkeypatch.setattr(zoo.model, "model_dir", lambda: weights)
     entries = resolve_models(untrained_dir=tmp_path)
     by_arch = {e.arch: e for e in entries}
     # every registered model gets a measurable entry; those without trained weights are "untrained"
     assert all(e.ref is not None for e in entries)
+    assert by_arch["dscnn"].source == "shipped"
     untrained = [e for e in entries if e.source == "untrained"]
-    assert untrained and all(Path(e.ref).is_file() for e in untrained)
+    assert {e.arch for e in untrained} == set(by_arch) - {"dscnn"}
+    assert all(Path(e.ref).is_file() for e in untrained)
     first = untrained[0]
     assert untrained_checkpoint(first.arch, tmp_path) == Path(first.ref)  # cached, seeded
-    assert by_arch["efficientnet_b0"].source in ("shipped", "untrained")

@@ -376,9 +376,9 @@ def resolve_onnx(ref: str | Path, precision: str = "fp32", features_in: bool = F
     name (shipped weights), a run folder, or a .safetensors checkpoint. Cache key: the
     sha256 of the weights (or ONNX) file + the export recipe version (and, for int8, the
     quantization recipe's key), so retraining or a new recipe never serves a stale graph.
-    Only an entry with a passed parity record is a hit,
-    and an entry is built under a lock: parallel callers export it once, and a killed export
-    leaves nothing that a later call would serve.
+    Only an entry with a passed parity record is a hit, and an entry is built under a lock:
+    parallel callers export it once, and a killed export leaves nothing that a later call
+    would serve.
     """
     if precision not in ("fp32", "int8"):
         raise ValueError(f"precision must be 'fp32' or 'int8', got {precision!r}")

@@ -80,6 +80,10 @@ class Variant:
     activation_symmetric: bool = False
     calibration: str = "minmax"  # one of CALIBRATIONS: how the activation ranges are set
 
+    def __post_init__(self) -> None:
+        if self.calibration not in CALIBRATIONS:
+            raise ValueError(f"variant {self.name}: calibration {self.calibration!r} is not one of {CALIBRATIONS}")
+
 
 # QOperator ("qoperator-dense") is gone from the list: ORT fuses QDQ into the same QLinear kernels, and it
 # was never the fastest passing variant (fmt="qoperator" still builds it).
@@ -228,8 +232,6 @@ def _quantize_net(pre: Path, out: Path, variant: Variant, feats: np.ndarray, exc
         quantize_dynamic(str(pre), str(out), op_types_to_quantize=["Gemm", "MatMul"], per_channel=True,
                          weight_type=QuantType.QInt8, nodes_to_exclude=sorted(exclude))
         return
-    if variant.calibration not in CALIBRATIONS:
-        raise ValueError(f"variant {variant.name}: calibration {variant.calibration!r} is not one of {CALIBRATIONS}")
     percentile = variant.calibration == "percentile"
     reader = _Reader("features", feats)
     CalibrationDataReader.register(_Reader)  # an ABC: registering keeps the reader a plain class

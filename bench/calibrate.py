@@ -222,7 +222,8 @@ def write_calibrated(ref: str, out: Path, thresholds: dict[str, Any]) -> Path:
             m.metadata_props.add(key=k, value=v)
         return save_model(m, out)
     import zoo
-    from zoo.checkpoint import read_checkpoint, stored_bits
+    from zoo.checkpoint import read_checkpoint
+    from zoo.wquant import stored_bits
 
     path = zoo.resolve_weights(ref)
     model, meta = zoo.load_checkpoint(path)

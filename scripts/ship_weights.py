@@ -136,7 +136,6 @@ def storage_agreement(trained, shipped: Path, weights: str) -> dict:
     from kws.metrics import top1_agreement
     from zoo import load_model
 
-    out: dict = {}
     if not paths.GSC12_DEV.is_dir():
         return {"weights": weights, "top1_agreement": "not measured: no gsc12-dev here"}
     src = open_source(f"gsc:{paths.GSC12_DEV}", labels=trained.labels)

@@ -230,7 +230,8 @@ def test_quantized_weight_storage_shrinks_the_file_and_loads_back_close(tmp_path
         w, got = model.state_dict()[k].float(), loaded.state_dict()[k]
         assert (got - w).abs().max() <= w.abs().max() / (127 if bits == 8 else 7) / 2 + 1e-3
     from tests._backend_fixtures import clips
-    from zoo.checkpoint import read_checkpoint, stored_bits
+    from zoo.checkpoint import read_checkpoint
+    from zoo.wquant import stored_bits
 
     assert stored_bits(read_checkpoint(small)[1]) == {k: bits for k in weights}
     x = torch.from_numpy(clips(16) / 32768.0).float()

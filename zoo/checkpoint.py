@@ -66,12 +66,6 @@ def save_checkpoint(model: KWSModel, path: str | Path, meta: CheckpointMeta | di
     return Path(path)
 
 
-def stored_bits(tensors: Mapping[str, torch.Tensor]) -> dict[str, int]:
-    """{weight: bits} of the quantized weights among a file's tensors (read_checkpoint's), for writing it back alike."""
-    return {**{k[len(wquant.Q8_SCALE):]: 8 for k in tensors if k.startswith(wquant.Q8_SCALE)},
-            **{k[len(wquant.Q4_SCALE):]: 4 for k in tensors if k.startswith(wquant.Q4_SCALE)}}
-
-
 def read_checkpoint(path: str | Path) -> tuple[ModelConfig, dict[str, torch.Tensor], dict]:
     """(config, tensors, meta) of a checkpoint; CheckpointError for anything wrong with the file."""
     p = _checked_path(path)

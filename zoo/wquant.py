@@ -114,12 +114,19 @@ def _decode_q4(path: Path, k: str, packed: torch.Tensor | None, scale: torch.Ten
     return w.reshape(shape[0], m)[:, :n].reshape(shape).contiguous()
 
 
+def stored_bits(tensors: Mapping[str, torch.Tensor]) -> dict[str, int]:
+    """{weight: bits} of the quantized weights among a file's tensors, for writing it back alike."""
+    return {**{k[len(Q8_SCALE):]: 8 for k in tensors if k.startswith(Q8_SCALE)},
+            **{k[len(Q4_SCALE):]: 4 for k in tensors if k.startswith(Q4_SCALE)}}
+
+
 def plan_bits(state: Mapping[str, torch.Tensor], max_bytes: int, overhead: int = 64 * 1024) -> dict[str, int]:
     """Bits per weight (fewest tensors touched) for a file within `max_bytes`: {} when fp16 fits; else every
     conv/linear weight at 8 bits, then the largest ones at 4 until it fits. ValueError when even all-4 does not."""
     floats = {k: v.numel() for k, v in state.items() if v.is_floating_point()}
     weights = sorted((k for k, v in state.items() if storable(v)), key=lambda k: -floats[k])
-    rest = sum(2 * n for k, n in floats.items() if k not in set(weights)) + overhead
+    quantizable = set(weights)
+    rest = sum(2 * n for k, n in floats.items() if k not in quantizable) + overhead
 
     def size(bits: dict[str, int]) -> float:
         return rest + sum(stored_bytes(floats[k], bits.get(k)) for k in weights)

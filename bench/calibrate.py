@@ -128,7 +128,7 @@ class Calibration:
 def engine_summary(cfg: EngineConfig) -> dict[str, Any]:
     """The settings the scores depend on (thresholds fitted at one hop or EMA do not carry to another)."""
     return {"hop_s": cfg.hop_s, "ema_alpha": cfg.ema_alpha, "cooldown_s": cfg.cooldown_s, "rearm": cfg.rearm,
-            "vad": cfg.vad.enabled, "targets": list(cfg.targets) if cfg.targets else None}
+            "patience": cfg.patience, "vad": cfg.vad.enabled, "targets": list(cfg.targets) if cfg.targets else None}
 
 
 def fit_thresholds(trace: ScoreTrace, hours: float, target_fa_per_hour: float = DEFAULT_TARGET, *,

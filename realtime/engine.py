@@ -30,6 +30,14 @@ Decision rules (documented once, here):
   at least `cooldown_s` after the previous detection of any class, and (re-arm) if its score
   has dropped below the threshold since it last fired: one word stays inside the 1 s window
   for up to a second, and without re-arming it would fire twice, 500 ms apart.
+- **Patience** (openWakeWord's ``patience``). A class fires only on a hop that ends a run of
+  at least `patience` consecutive decided hops on which it was the arg-max and at or above its
+  threshold (the firing hop included); a run breaks on the first hop where another class leads
+  or the score falls below the threshold. One hop's spike (a cough, a door) then cannot fire,
+  at the price of ``(patience - 1) * hop_s`` more latency. Cooldown and re-arm apply as above
+  to the hops that pass; a hop held back by them does not end the run, so the next hop of the
+  run may fire. The default, 1, is the plain threshold rule. Hops are counted as decided: the
+  hops shed under overload are not decisions and neither break nor extend a run.
 """
 from __future__ import annotations
 
@@ -103,9 +111,12 @@ class EngineConfig:
     word_thresholds: tuple[tuple[str, float], ...] = ()  # (word, threshold) pairs: calibrated per word
     use_model_thresholds: bool = True  # the live app takes word_thresholds from the model's metadata when it
     # has them (calibrated to a false-accept rate); False when the user gave one threshold
+    fa_per_hour: float | None = None  # the live app takes the thresholds of the model's calibrated operating
+    # point nearest this false-accept rate (--sensitivity); None: its default point
     streaming: bool = True  # the live app runs the model's streaming form when it has one
     cooldown_s: float = 0.5  # minimum time between two detections (of any class)
     rearm: bool = True  # a class fires again only after its score fell below the threshold
+    patience: int = 1  # consecutive hops a class must lead at/above its threshold before it fires (1: at once)
     targets: tuple[str, ...] | None = None  # classes allowed to fire; None: every word class
     vad: VADConfig = field(default_factory=VADConfig)
     queue_s: float = 0.5  # audio the worker may lag behind; beyond, the oldest blocks are dropped
@@ -137,6 +148,15 @@ class EngineConfig:
             problems.append(f"word thresholds {', '.join(bad)} must be in (0, 1]")
         if self.cooldown_s < 0:
             problems.append(f"cooldown_s={self.cooldown_s} must be >= 0")
+        if isinstance(self.patience, bool) or not isinstance(self.patience, int) or self.patience < 1:
+            problems.append(f"patience={self.patience!r} must be a whole number of hops >= 1")
+        if self.fa_per_hour is not None:
+            if not (isinstance(self.fa_per_hour, (int, float)) and math.isfinite(self.fa_per_hour)
+                    and self.fa_per_hour > 0):
+                problems.append(f"fa_per_hour={self.fa_per_hour!r} must be a positive number of false accepts/h")
+            elif not self.use_model_thresholds:
+                problems.append("fa_per_hour picks one of the model's calibrated operating points: it cannot go "
+                                "with use_model_thresholds=False (one threshold for every word)")
         if not self.queue_s >= self.hop_s:
             problems.append(f"queue_s={self.queue_s} must hold at least one hop")
         if self.shed_s is not None and not 0 <= self.shed_s < self.queue_s:
@@ -348,8 +368,11 @@ class Trigger:
         self.thresholds = class_thresholds(self.labels, cfg)  # replaced whole (one store) when the UI sets one
         self.cooldown = cfg.cooldown_samples
         self.rearm = cfg.rearm
+        self.patience = cfg.patience
         self._armed = np.ones(len(self.labels), dtype=bool)
         self._last_end: int | None = None
+        self._run_class = -1  # the class that led at/above its threshold on the previous hop, -1: none did
+        self._run = 0  # consecutive hops it has done so
 
     def set_threshold(self, threshold: float) -> None:
         """One threshold for every class (the user's choice overrides calibrated ones)."""
@@ -361,7 +384,11 @@ class Trigger:
         self._armed |= smoothed < th
         k = int(np.argmax(smoothed))
         score = float(smoothed[k])
-        if not self.mask[k] or score < th[k]:
+        ok = score >= th[k]
+        # the run is counted for every class, triggering or not: replay_trigger counts it the same way
+        self._run = (self._run + 1 if k == self._run_class else 1) if ok else 0
+        self._run_class = k if ok else -1
+        if not self.mask[k] or not ok or self._run < self.patience:
             return None
         if self.rearm and not self._armed[k]:
             return None
@@ -724,6 +751,13 @@ class DetectionEngine:
             raise ValueError(f"threshold must be in (0, 1], got {threshold}")
         self._proc.trigger.set_threshold(threshold)  # one attribute store: atomic under the GIL
 
+    def set_word_thresholds(self, thresholds: Mapping[str, float]) -> None:
+        """Every class's threshold at once (an operating point of the calibrated curve): the named words
+        get theirs, the others the configured `threshold`. Validated as EngineConfig.word_thresholds are."""
+        cfg = dataclasses.replace(self.cfg, word_thresholds=tuple(dict(thresholds).items()))
+        # a new vector, stored in one go: the worker decides each hop on the old thresholds or the new, never a mix
+        self._proc.trigger.thresholds = class_thresholds(self.labels, cfg)
+
     @property
     def threshold(self) -> float:
         """The threshold of the words (the highest, when they have calibrated ones of their own)."""
@@ -880,11 +914,12 @@ class ScoreTrace:
 def replay_trigger(labels: Sequence[str], cfg: EngineConfig, ends: np.ndarray, smoothed: np.ndarray) -> list[Detection]:
     """What :class:`Trigger` decides hop by hop over `smoothed` [H, N], computed at the hops that can fire.
 
-    A hop can fire only when its arg-max class may trigger and reaches its threshold; every
-    other hop matters only through re-arming (a score below the threshold since the class last
+    A hop can fire only when its arg-max class may trigger, reaches its threshold and has done
+    so for `patience` hops in a row (a run length computed for all hops at once); every other
+    hop matters only through re-arming (a score below the threshold since the class last
     fired), which is looked up in the sorted hops where that class was below it. Thousands of
     times faster than stepping a Trigger over hours of hops, and the same detections
-    (tests/test_streaming_engine.py compares the two on random traces).
+    (tests/test_thresholds.py compares the two on random traces).
     """
     labels = tuple(labels)
     th = class_thresholds(labels, cfg)
@@ -894,12 +929,16 @@ def replay_trigger(labels: Sequence[str], cfg: EngineConfig, ends: np.ndarray, s
         return []
     top = S.argmax(axis=1)
     score = S[np.arange(S.shape[0]), top]
+    ok = score >= th[top]  # the hop's leader is at/above its threshold
+    can_fire = mask[top] & ok
+    if cfg.patience > 1:
+        can_fire &= run_lengths(top, ok) >= cfg.patience
     cooldown = cfg.cooldown_samples
     out: list[Detection] = []
     last_end: int | None = None
     last_fire: dict[int, int] = {}  # class -> hop of its latest detection
     below: dict[int, np.ndarray] = {}  # class -> hops where its score is below its threshold
-    for h in np.flatnonzero(mask[top] & (score >= th[top])):
+    for h in np.flatnonzero(can_fire):
         c = int(top[h])
         if cfg.rearm and c in last_fire:
             if c not in below:
@@ -914,6 +953,20 @@ def replay_trigger(labels: Sequence[str], cfg: EngineConfig, ends: np.ndarray, s
         last_fire[c], last_end = int(h), end
         out.append(Detection(labels[c], float(score[h]), end / SAMPLE_RATE, c, int(h)))
     return out
+
+
+def run_lengths(top: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    """int64 [H]: for each hop, how many hops in a row up to it had the same leader `top` with `ok` (0 if not ok).
+
+    A run starts at an ok hop whose previous hop was not ok or had another leader; each hop's
+    run is its distance from the latest start at or before it (a running maximum), plus one.
+    """
+    top, ok = np.asarray(top), np.asarray(ok, dtype=bool)
+    idx = np.arange(top.size)
+    cont = np.zeros(top.size, dtype=bool)
+    cont[1:] = ok[1:] & ok[:-1] & (top[1:] == top[:-1])
+    start = np.maximum.accumulate(np.where(ok & ~cont, idx, 0))
+    return np.where(ok, idx - start + 1, 0)
 
 
 @overload

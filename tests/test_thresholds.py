@@ -31,19 +31,48 @@ def random_trace(rng: np.random.Generator, hops: int = 3000) -> np.ndarray:
     return (z / z.sum(1, keepdims=True)).astype(np.float32)
 
 
+@pytest.mark.parametrize("patience", [1, 2, 3])
 @pytest.mark.parametrize("seed", range(4))
-def test_fast_replay_equals_the_live_trigger(seed):
+def test_fast_replay_equals_the_live_trigger(seed, patience):
     rng = np.random.default_rng(seed)
     S = random_trace(rng)
     ends = (np.arange(len(S)) + 1) * 800
     for cfg in [EngineConfig(), EngineConfig(threshold=0.4, cooldown_s=0.0),
                 EngineConfig(threshold=0.5, rearm=False, cooldown_s=0.2),
+                EngineConfig(threshold=0.5, rearm=False, cooldown_s=0.0),
                 EngineConfig(threshold=0.45, targets=("yes", "stop"), cooldown_s=1.0),
                 EngineConfig(threshold=0.7, word_thresholds=(("no", 0.35), ("up", 0.9)))]:
+        cfg = dataclasses.replace(cfg, patience=patience)
         ref = stepped(LABELS, cfg, ends, S)
         got = replay_trigger(LABELS, cfg, ends, S)
         assert len(ref) > 0 and [(d.label, d.hop, d.confidence) for d in got] == \
             [(d.label, d.hop, d.confidence) for d in ref]
+
+
+def test_patience_needs_a_run_of_hops_as_the_leader_at_or_above_the_threshold():
+    yes, no = np.eye(len(LABELS), dtype=np.float32)[[1, 2]]
+    quiet = np.eye(len(LABELS), dtype=np.float32)[0]
+
+    def mix(word, w):  # w of `word`, the rest _silence_
+        return (w * word + (1 - w) * quiet).astype(np.float32)
+
+    #      hop 0           1              2      3              4             5              6
+    rows = [mix(yes, .7), mix(yes, .8), quiet, mix(yes, .7), mix(no, .7), mix(yes, .7), mix(yes, .9),
+            mix(yes, .65), mix(yes, .7)]  # 7, 8
+    S = np.stack(rows)
+    ends = (np.arange(len(S)) + 1) * 800
+    cfg = EngineConfig(threshold=0.6, cooldown_s=0.0, rearm=False)
+    fired = {p: [d.hop for d in stepped(LABELS, dataclasses.replace(cfg, patience=p), ends, S)] for p in (1, 2, 3, 4)}
+    assert fired[1] == [0, 1, 3, 4, 5, 6, 7, 8]  # today's rule: every hop at/above the threshold
+    assert fired[2] == [1, 6, 7, 8]  # the second hop of each run; "no" at hop 4 broke the run of "yes"
+    assert fired[3] == [7, 8] and fired[4] == [8]  # the run from hop 5 on: 0.65 is still >= 0.6
+    for p, hops in fired.items():
+        assert [d.hop for d in replay_trigger(LABELS, dataclasses.replace(cfg, patience=p), ends, S)] == hops
+    # with re-arm, the run still fires once: a score that never dropped below the threshold does not re-arm it
+    assert [d.hop for d in stepped(LABELS, dataclasses.replace(cfg, patience=3, rearm=True), ends, S)] == [7]
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="patience"):
+            EngineConfig(patience=bad)
 
 
 def test_a_word_fires_at_its_own_threshold():

@@ -8,9 +8,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING, Iterator, Mapping
 
 if TYPE_CHECKING:
+    import onnx
+
     from kws.frontends import AnyFrontendConfig
 
 FORMAT = "kws-onnx/1"
@@ -72,11 +74,11 @@ def read_onnx_info(path: str | Path) -> ModelInfo:
         raise ModelFileError(f"{p}: not a valid ONNX model ({type(e).__name__}: {str(e)[:200]})") from None
     if not model.graph.node:
         raise ModelFileError(f"{p}: not a valid ONNX model (empty graph)")
-    external = external_tensors(model.graph)
+    external = external_tensors(model)
     if external:
         # An external-data entry names a file to read: a model file must not choose what else is
         # opened. KWS models are a few MB, far from protobuf's 2 GB limit, so exports never need it.
-        raise ModelFileError(f"{p}: keeps {len(external)} tensors in external data files (e.g. {external[0]!r}); "
+        raise ModelFileError(f"{p}: keeps {len(external)} tensors in external data files (e.g. {external[0]}); "
                              f"only self-contained ONNX files are run: re-save it with onnx.save(model, path)")
     props: dict[str, str] = {}
     for m in model.metadata_props:
@@ -89,16 +91,83 @@ def read_onnx_info(path: str | Path) -> ModelInfo:
     return parse_metadata(props, p)
 
 
-def external_tensors(graph) -> list[str]:
-    """Names of the tensors of `graph` (initializers, constants, subgraphs) stored in external files."""
+def iter_tensors(model) -> Iterator[tuple[str, "onnx.TensorProto"]]:
+    """Every TensorProto a model (or a graph, or a function) holds, with where it sits.
+
+    The places ONNX Runtime reads tensor data from: a graph's initializers, a sparse
+    initializer's values and its indices, every node attribute that holds tensors (`t`,
+    `tensors`, `sparse_tensor`, `sparse_tensors`: a Constant's `value` or `sparse_value`, a
+    ConstantOfShape's `value`), the subgraphs of `g`/`graphs` attributes (If, Loop, Scan, at any
+    depth), the nodes of `model.functions` and their default attributes, and the training-info
+    graphs. A check that must hold for every tensor (no external data) walks this one list.
+    """
+    import onnx
+
+    if isinstance(model, onnx.ModelProto):
+        yield from iter_tensors(model.graph)
+        for f in model.functions:
+            yield from _function_tensors(f)
+        for k, ti in enumerate(model.training_info):
+            for part in ("initialization", "algorithm"):
+                if ti.HasField(part):
+                    yield from ((f"training_info[{k}].{part}/{w}", t) for w, t in iter_tensors(getattr(ti, part)))
+        return
+    if isinstance(model, onnx.FunctionProto):
+        yield from _function_tensors(model)
+        return
+    graph = model
+    where = graph.name or "graph"
+    for t in graph.initializer:
+        yield f"{where}: initializer {t.name!r}", t
+    for s in graph.sparse_initializer:
+        yield from _sparse(f"{where}: sparse initializer", s)
+    for node in graph.node:
+        yield from _node_tensors(f"{where}: node {node.name or node.op_type!r}", node)
+
+
+def _function_tensors(f) -> Iterator[tuple[str, "onnx.TensorProto"]]:
+    where = f"function {f.domain}:{f.name}"
+    for a in f.attribute_proto:  # default values of the function's attributes
+        yield from _attribute_tensors(f"{where}: default", a)
+    for node in f.node:
+        yield from _node_tensors(f"{where}: node {node.name or node.op_type!r}", node)
+
+
+def _node_tensors(where: str, node) -> Iterator[tuple[str, "onnx.TensorProto"]]:
+    for a in node.attribute:
+        yield from _attribute_tensors(where, a)
+
+
+def _attribute_tensors(where: str, a) -> Iterator[tuple[str, "onnx.TensorProto"]]:
+    at = f"{where} attribute {a.name!r}"
+    if a.HasField("t"):
+        yield at, a.t
+    for t in a.tensors:
+        yield at, t
+    if a.HasField("sparse_tensor"):
+        yield from _sparse(at, a.sparse_tensor)
+    for s in a.sparse_tensors:
+        yield from _sparse(at, s)
+    for g in [*([a.g] if a.HasField("g") else []), *a.graphs]:
+        yield from ((f"{at} / {w}", t) for w, t in iter_tensors(g))
+
+
+def _sparse(where: str, s) -> Iterator[tuple[str, "onnx.TensorProto"]]:
+    yield f"{where} {s.values.name!r} (values)", s.values
+    yield f"{where} {s.values.name!r} (indices)", s.indices
+
+
+def external_tensors(model) -> list[str]:
+    """Where each tensor of `model` (a ModelProto, or a graph) that names an external data file sits.
+
+    A tensor counts when its data_location says EXTERNAL or when it carries any external_data
+    entry at all: either way the file names something else on disk to read.
+    """
     from onnx import TensorProto
 
-    out = [t.name for t in [*graph.initializer, *(s.values for s in graph.sparse_initializer)]
-           if t.data_location == TensorProto.EXTERNAL]
-    for node in graph.node:
-        for a in node.attribute:
-            tensors = [*([a.t] if a.HasField("t") else []), *a.tensors]
-            out += [t.name or node.name for t in tensors if t.data_location == TensorProto.EXTERNAL]
-            for g in [*([a.g] if a.HasField("g") else []), *a.graphs]:
-                out += external_tensors(g)
-    return out
+    return [f"{where} -> {_location(t)!r}" for where, t in iter_tensors(model)
+            if t.data_location == TensorProto.EXTERNAL or len(t.external_data)]
+
+
+def _location(t) -> str:
+    return next((e.value for e in t.external_data if e.key == "location"), "?")

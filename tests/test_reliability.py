@@ -19,6 +19,7 @@ from cli import train as train_cli
 import zoo
 from kws.audio import CLIP_SAMPLES, SAMPLE_RATE, AudioError, load_audio, stream_audio
 from kws.fsutil import file_lock
+from _crafted import PLACEMENTS
 from tests._backend_fixtures import make_run
 
 REPO = Path(__file__).resolve().parents[1]
@@ -205,6 +206,34 @@ def test_external_data_is_refused_with_a_message(run_dir, tmp_path):
     for name in ("ort-cpu", "ort-int8"):
         with pytest.raises(ModelFileError, match="ext.onnx: keeps .* tensors in external data files"):
             create_backend(name, path, log=None)
+
+
+def test_the_open_tracer_sees_onnx_runtime_read_a_data_file(tmp_path):
+    import onnxruntime as ort
+
+    from _crafted import DATA_FILE, external_weight_model, opens
+
+    path = external_weight_model(tmp_path)  # what the refusal below stops: ORT reads the file beside it
+    with opens(tmp_path) as names:
+        ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert DATA_FILE in names
+
+
+@pytest.mark.parametrize("placement", list(PLACEMENTS))
+def test_external_data_anywhere_is_refused_and_never_opened(tmp_path, placement):
+    from backends import ModelFileError, create_backend
+
+    from _crafted import DATA_FILE, onnx_model, opens, put_external
+
+    (tmp_path / DATA_FILE).write_bytes(bytes(64))
+    path = tmp_path / "outside.onnx"
+    onnx.save(put_external(onnx_model(), placement), str(path))
+    with opens(tmp_path) as names:
+        for name in ("ort-cpu", "ort-int8"):
+            with pytest.raises(ModelFileError, match=rf"outside.onnx: keeps 1 tensors in external data files "
+                                                      rf".*-> '{DATA_FILE}'"):
+                create_backend(name, path, log=None)
+    assert set(names) <= {"outside.onnx"}, names
 
 
 # --------------------------------------------------------------------------- 5, 6, 7: run folders

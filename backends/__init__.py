@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from backends.base import (DEFAULT_THREADS, Backend, BackendStatus, BackendUnavailable, InferenceError,
-                           ModelFileError, as_batch)
+                           InferenceTimeout, ModelFileError, as_batch)
 from backends.registry import (DEFAULT_BACKEND, BackendSpec, auto_order, backend_names, backend_spec, bench_order,
                                default_fallbacks, register_backend)
 
@@ -23,8 +23,8 @@ from backends import torch_backend  # noqa: F401,E402  (registers torch-cpu, tor
 from backends import ort  # noqa: F401,E402  (registers ort-cpu, ort-cuda, ort-directml, ort-int8)
 
 __all__ = ["DEFAULT_BACKEND", "DEFAULT_THREADS", "Backend", "BackendSpec", "BackendStatus", "BackendUnavailable",
-           "InferenceError", "ModelFileError", "as_batch", "auto_order", "backend_class", "backend_names",
-           "backend_spec", "bench_order", "create_backend", "default_fallbacks", "list_backends", "register_backend"]
+           "InferenceError", "InferenceTimeout", "ModelFileError", "as_batch", "auto_order", "backend_class",
+           "backend_names", "backend_spec", "bench_order", "create_backend", "default_fallbacks", "list_backends", "register_backend"]
 
 
 def backend_class(name: str) -> type:

@@ -7,9 +7,11 @@ runs it, when it is built. (The frontend settings a backend reports are torch-fr
 """
 from __future__ import annotations
 
+import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
@@ -25,6 +27,14 @@ FeaturesFn = Callable[[np.ndarray], np.ndarray]  # log-mel features [B, C, M, F]
 # steal cores from audio capture and the GUI. Batch jobs pass threads=N explicitly.
 DEFAULT_THREADS = 1
 
+# The longest one runtime call may take before it is abandoned (InferenceTimeout): a batch of 32
+# clips through the largest zoo model takes a few seconds on one loaded core; a hostile graph could
+# take hours. $KWS_INFERENCE_TIMEOUT_S overrides it; a backend's `timeout_s` attribute, per backend.
+DEFAULT_TIMEOUT_S = 30.0
+TIMEOUT_ENV = "KWS_INFERENCE_TIMEOUT_S"
+
+T = TypeVar("T")
+
 
 class BackendUnavailable(RuntimeError):
     """This backend cannot run here; the message says why and what to install or change."""
@@ -35,11 +45,79 @@ class ModelFileError(ValueError):
 
 
 class InferenceError(RuntimeError):
-    """The model computed NaN or infinite scores: never an answer. `rows`: the batch rows affected."""
+    """The model computed no answer: NaN or infinite scores, outputs outside the contract, or a
+    runtime failure. `rows`: the batch rows affected when only some are (else empty)."""
 
     def __init__(self, message: str, rows: tuple[int, ...] = ()) -> None:
         super().__init__(message)
         self.rows = rows
+
+
+class InferenceTimeout(InferenceError):
+    """One runtime call ran past its deadline: the runtime was told to stop and the call abandoned."""
+
+
+def inference_timeout(default: float = DEFAULT_TIMEOUT_S) -> float | None:
+    """The per-call deadline in seconds: $KWS_INFERENCE_TIMEOUT_S when set (0 or less: none), else `default`."""
+    raw = os.environ.get(TIMEOUT_ENV, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{TIMEOUT_ENV}={raw!r} is not a number of seconds") from None
+    return value if value > 0 else None
+
+
+def _settle(done: threading.Event, seconds: float = 2.0) -> None:
+    """Wait a little for a terminated run to stop: a run that honours the flag stops at its next node,
+    which gives its core back, and an interpreter that exits while ORT still runs aborts the process."""
+    try:
+        done.wait(seconds)
+    except BaseException:  # noqa: BLE001 - a second Ctrl-C: stop waiting
+        pass
+
+
+def run_bounded(call: Callable[[], T], terminate: Callable[[], None], timeout_s: float | None, what: str) -> T:
+    """`call()` in a worker thread, waited for at most `timeout_s` seconds.
+
+    Past the deadline `terminate()` asks the runtime to stop (ONNX Runtime checks its
+    RunOptions.terminate flag between nodes) and InferenceTimeout is raised; the worker is a
+    daemon thread, so a call that ignores the flag cannot keep the process alive. The wait is
+    interruptible: Ctrl-C terminates the call and propagates. A failure inside the runtime is an
+    InferenceError naming `what` (a failing Reshape, an allocation it cannot make).
+    """
+    box: dict[str, Any] = {}
+    done = threading.Event()
+
+    def work() -> None:
+        try:
+            box["out"] = call()
+        except BaseException as e:  # noqa: BLE001 - handed to the waiting thread
+            box["err"] = e
+        finally:
+            done.set()
+
+    worker = threading.Thread(target=work, name="kws-inference", daemon=True)
+    worker.start()
+    try:
+        finished = done.wait(timeout_s)
+    except BaseException:  # KeyboardInterrupt, SystemExit: stop the runtime, then let it propagate
+        terminate()
+        _settle(done)
+        raise
+    if not finished:
+        terminate()
+        _settle(done)
+        raise InferenceTimeout(f"{what}: inference did not finish within {timeout_s:g} s and was abandoned "
+                               f"(the model is too slow for its input, or loops; ${TIMEOUT_ENV} sets the limit)")
+    if "err" in box:
+        e = box["err"]
+        if isinstance(e, InferenceError):
+            raise e
+        raise InferenceError(f"{what}: the runtime failed on this input ({type(e).__name__}: "
+                             f"{str(e).strip()[:300]})") from None
+    return box["out"]
 
 
 @dataclass(frozen=True)
@@ -97,6 +175,12 @@ class BackendBase:
     model_name: str
     precision: str = "fp32"
     quantization: dict[str, Any] = {}  # never mutated: a backend with a report sets its own
+    timeout_s: float | None = None  # per-call deadline (None: inference_timeout(); 0 or less: none)
+
+    def call_timeout(self) -> float | None:
+        """The deadline of one runtime call, in seconds (None: unbounded)."""
+        t = inference_timeout() if self.timeout_s is None else self.timeout_s
+        return t if t is not None and t > 0 else None
 
     def warmup(self, batch_size: int = 1, runs: int = 3) -> None:
         x = np.zeros((batch_size, self.frontend.clip_samples), np.float32)

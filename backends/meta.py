@@ -19,6 +19,10 @@ FORMAT = "kws-onnx/1"
 INPUT_KINDS = ("waveform", "features", "stream")  # stream: backends.streaming's chunk + state graph
 FEATURES_TENSOR = "features"  # the frontend -> network boundary inside a waveform-in graph
 REQUIRED = ("labels", "frontend", "input_kind")
+# Ops that run a subgraph a data-dependent number of times (or pick one): no export of this
+# project contains them (the TorchScript traces unroll every loop), and a Loop of 1e12 trips would
+# hold a session for hours. A graph that holds one, at any depth, is refused before it is run.
+CONTROL_FLOW_OPS = ("Loop", "Scan", "If", "SequenceMap")
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,10 @@ def read_onnx_info(path: str | Path) -> ModelInfo:
         # opened. KWS models are a few MB, far from protobuf's 2 GB limit, so exports never need it.
         raise ModelFileError(f"{p}: keeps {len(external)} tensors in external data files (e.g. {external[0]}); "
                              f"only self-contained ONNX files are run: re-save it with onnx.save(model, path)")
+    loops = control_flow_nodes(model)
+    if loops:
+        raise ModelFileError(f"{p}: holds {len(loops)} control-flow nodes (e.g. {loops[0]}); the exports of this "
+                             f"project never do ({', '.join(CONTROL_FLOW_OPS)}), and such a graph can run unbounded")
     props: dict[str, str] = {}
     for m in model.metadata_props:
         # protobuf hands out bytes for a string field that is not valid UTF-8
@@ -155,6 +163,32 @@ def _attribute_tensors(where: str, a) -> Iterator[tuple[str, "onnx.TensorProto"]
 def _sparse(where: str, s) -> Iterator[tuple[str, "onnx.TensorProto"]]:
     yield f"{where} {s.values.name!r} (values)", s.values
     yield f"{where} {s.values.name!r} (indices)", s.indices
+
+
+def iter_nodes(model) -> Iterator[tuple[str, "onnx.NodeProto"]]:
+    """Every node of a model: its graph's, its subgraphs' (at any depth), its functions'."""
+    import onnx
+
+    if isinstance(model, onnx.ModelProto):
+        yield from iter_nodes(model.graph)
+        for f in model.functions:
+            yield from ((f"function {f.domain}:{f.name}: {w}", n) for w, n in _nodes(f.node))
+        return
+    yield from ((f"{model.name or 'graph'}: {w}", n) for w, n in _nodes(model.node))
+
+
+def _nodes(nodes) -> Iterator[tuple[str, "onnx.NodeProto"]]:
+    for n in nodes:
+        yield f"node {n.name or n.op_type!r}", n
+        for a in n.attribute:
+            for g in [*([a.g] if a.HasField("g") else []), *a.graphs]:
+                yield from ((f"node {n.name or n.op_type!r} attribute {a.name!r} / {w}", m) for w, m in iter_nodes(g))
+
+
+def control_flow_nodes(model) -> list[str]:
+    """Where each Loop, Scan, If or SequenceMap node of `model` sits (the default domain's ops)."""
+    return [f"{n.op_type} at {where}" for where, n in iter_nodes(model)
+            if n.op_type in CONTROL_FLOW_OPS and n.domain in ("", "ai.onnx")]
 
 
 def external_tensors(model) -> list[str]:

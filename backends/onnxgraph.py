@@ -94,6 +94,16 @@ def session_options(threads: int = 1):
     return so
 
 
+def run_options():
+    """Options of one session.run: its `terminate` flag is what backends.base.run_bounded sets on a
+    deadline; ORT's own log line about a terminated run is kept quiet (the caller raises instead)."""
+    import onnxruntime as ort
+
+    ro = ort.RunOptions()
+    ro.log_severity_level = 4
+    return ro
+
+
 def cpu_session(src: str | Path | bytes, threads: int = 1):
     """A CPU-provider session of a file or serialized graph, `threads` intra-op threads."""
     import onnxruntime as ort

@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 import numpy as np
 
-from backends.base import DEFAULT_THREADS, BackendBase, BackendUnavailable, FeaturesFn, ModelFileError
+from backends.base import (DEFAULT_THREADS, BackendBase, BackendUnavailable, FeaturesFn, ModelFileError,
+                           run_bounded)
 from backends.meta import ModelInfo, parse_metadata
-from backends.onnxgraph import session_options
+from backends.onnxgraph import run_options, session_options
 from backends.registry import register_backend
 
 if TYPE_CHECKING:
@@ -156,7 +157,9 @@ class OrtBackend(BackendBase):
         return info
 
     def _run(self, x: np.ndarray) -> np.ndarray:
-        return self.session.run([self._output], {self._input: x})[0]
+        ro = run_options()
+        return run_bounded(lambda: self.session.run([self._output], {self._input: x}, ro)[0],
+                           lambda: setattr(ro, "terminate", True), self.call_timeout(), str(self.path))
 
     def model_meta(self) -> CheckpointMeta:
         import json
@@ -233,8 +236,13 @@ class OrtCUDABackend(OrtBackend):
         binding = self.session.io_binding()
         binding.bind_ortvalue_input(self._input, ort.OrtValue.ortvalue_from_numpy(x, "cuda", self.device_id))
         binding.bind_output(self._output, "cuda", self.device_id)
-        self.session.run_with_iobinding(binding)
-        return binding.copy_outputs_to_cpu()[0]
+        ro = run_options()
+
+        def call() -> np.ndarray:
+            self.session.run_with_iobinding(binding, ro)
+            return binding.copy_outputs_to_cpu()[0]
+
+        return run_bounded(call, lambda: setattr(ro, "terminate", True), self.call_timeout(), str(self.path))
 
 
 @register_backend("ort-directml", artifact="onnx", device="dml", auto_rank=10)

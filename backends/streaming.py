@@ -216,6 +216,7 @@ class OrtStep:
         from backends.onnxgraph import session_options
 
         so = session_options(threads)
+        self.path = Path(path)
         if provider not in ort.get_available_providers():
             raise BackendUnavailable(f"{provider} is not in this onnxruntime build")
         providers = [(provider, provider_options)] if provider_options else [provider]
@@ -230,8 +231,13 @@ class OrtStep:
         self.state_names = [i.name for i in self.session.get_inputs()[1:]]
 
     def __call__(self, audio: np.ndarray, state: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+        from backends.base import inference_timeout, run_bounded
+        from backends.onnxgraph import run_options
+
         feeds = {AUDIO_INPUT: audio, **dict(zip(self.state_names, state))}
-        out = self.session.run(None, feeds)
+        ro = run_options()
+        out = run_bounded(lambda: self.session.run(None, feeds, ro), lambda: setattr(ro, "terminate", True),
+                          inference_timeout(), str(self.path))
         return out[0], out[1:]
 
 

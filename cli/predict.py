@@ -29,6 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None, help="intra-op threads (default 1 for ORT)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
+    p.add_argument("--timeout", type=float, default=None, metavar="S", help="abandon one inference call after "
+                   "S seconds (default 30, or $KWS_INFERENCE_TIMEOUT_S)")
     return p
 
 
@@ -39,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         preds = predict_files(args.files, model=args.model, backend=args.backend, batch_size=args.batch_size,
-                              threads=args.threads, errors="report")
+                              threads=args.threads, errors="report", timeout_s=args.timeout)
     except (BackendUnavailable, ModelFileError, InferenceError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

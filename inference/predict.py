@@ -51,12 +51,14 @@ def predict_audio(path: str | Path, model: str | Path | None = None, backend: st
 
 def predict_files(paths: Iterable[str | Path], model: str | Path | None = None, backend: str = DEFAULT_BACKEND,
                   batch_size: int = 32, threads: int | None = None, errors: str = "raise",
-                  top_k: int = 3) -> list[Prediction]:
+                  top_k: int = 3, timeout_s: float | None = None) -> list[Prediction]:
     """Predictions for many files, in order, `batch_size` clips per backend call.
 
     errors="raise": the first unreadable file raises its AudioError (which names it), and a
     clip the model scores as NaN/inf raises backends.InferenceError;
     errors="report": either becomes a Prediction with label None and the error message.
+    timeout_s: the deadline of one backend call (default: backends.base.inference_timeout(), 30 s
+    or $KWS_INFERENCE_TIMEOUT_S); a call past it is abandoned with backends.InferenceTimeout.
     """
     from backends import InferenceError
 
@@ -66,6 +68,8 @@ def predict_files(paths: Iterable[str | Path], model: str | Path | None = None, 
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     paths = [str(p) for p in paths]
     be = get_backend(str(model or default_model()), backend, threads)
+    if timeout_s is not None:
+        be.timeout_s = float(timeout_s)
     results: list[Prediction | None] = [None] * len(paths)
     for start in range(0, len(paths), batch_size):
         chunk = range(start, min(start + batch_size, len(paths)))
@@ -81,14 +85,19 @@ def predict_files(paths: Iterable[str | Path], model: str | Path | None = None, 
         if waves:
             try:
                 probs = be.predict(np.stack(waves))
+                why = "the model computed NaN or infinite scores for this clip"
             except InferenceError as e:
                 if errors == "raise":
-                    raise InferenceError(f"{', '.join(paths[idx[r]] for r in e.rows)}: {e}", e.rows) from None
-                probs = _rescore(be, waves, e.rows)
+                    if not e.rows:  # the whole call failed (a timeout, a runtime error): its message names the model
+                        raise
+                    raise type(e)(f"{', '.join(paths[idx[r]] for r in e.rows)}: {e}", e.rows) from None
+                if e.rows:
+                    probs, why = _rescore(be, waves, e.rows), "the model computed NaN or infinite scores for this clip"
+                else:  # no row is to blame: every clip of the call gets the error, the other batches go on
+                    probs, why = [None] * len(waves), str(e)
             for i, pr in zip(idx, probs):
                 results[i] = (_prediction(paths[i], pr, be.labels, top_k) if pr is not None else
-                              Prediction(paths[i], None, 0.0, (), f"{paths[i]}: the model computed NaN or "
-                                                                  f"infinite scores for this clip"))
+                              Prediction(paths[i], None, 0.0, (), f"{paths[i]}: {why}"))
     return [r for r in results if r is not None]
 
 

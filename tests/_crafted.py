@@ -182,3 +182,48 @@ def external_weight_model(folder: Path) -> Path:
     (folder / DATA_FILE).write_bytes(np.array([3.0, -3.0], np.float32).tobytes())
     onnx.save(m, str(folder / "weight_outside.onnx"))
     return folder / "weight_outside.onnx"
+
+
+def loop_model(trips: int = 10**12) -> onnx.ModelProto:
+    """The audit's hang: the default model behind a Loop of `trips` iterations that adds 1 to a counter."""
+    body = helper.make_graph(
+        [helper.make_node("Add", ["acc_in", "one_b"], ["acc_out"]),
+         helper.make_node("Identity", ["cond_in"], ["cond_out"])],
+        "body", [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+                 helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+                 helper.make_tensor_value_info("acc_in", TensorProto.FLOAT, [])],
+        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("acc_out", TensorProto.FLOAT, [])],
+        initializer=[numpy_helper.from_array(np.array(1.0, np.float32), "one_b")])
+    m = onnx_model()
+    m.graph.initializer.extend([numpy_helper.from_array(np.array(trips, np.int64), "trips"),
+                                numpy_helper.from_array(np.array(True), "true"),
+                                numpy_helper.from_array(np.array(0.0, np.float32), "zero")])
+    m.graph.node.insert(0, helper.make_node("Loop", ["trips", "true", "zero"], ["count"], body=body))
+    # the count joins the answer (times zero), so no optimiser may drop the loop
+    m.graph.node[-1].input[0] = "m_plus"
+    m.graph.node.extend([helper.make_node("Mul", ["count", "zero"], ["nothing"]),
+                         helper.make_node("Add", ["m", "nothing"], ["m_plus"])])
+    m.graph.node.append(m.graph.node.pop(-3))  # the Softmax last, after what it reads
+    return m
+
+
+def slow_model(nodes: int = 400, size: int = 1000) -> onnx.ModelProto:
+    """A graph that passes every structural check and takes long to run: `nodes` [size, size] matmuls
+    in a chain (about 50 ms each on one core), for batch 1."""
+    w = numpy_helper.from_array(np.eye(size, dtype=np.float32), "w")
+    lift = numpy_helper.from_array(np.full((size, 16), 1e-3, np.float32), "lift")
+    shape = numpy_helper.from_array(np.array([16, CLIP // 16], np.int64), "shape16")
+    back = numpy_helper.from_array(np.array([1, 2, -1], np.int64), "shape")
+    cut = numpy_helper.from_array(np.array([0, 0, 0], np.int64), "zeros3")
+    chain = [helper.make_node("Reshape", ["waveform", "shape16"], ["r16"]),
+             helper.make_node("MatMul", ["lift", "r16"], ["x0"]),  # [size, 1000] from the input
+             helper.make_node("Slice", ["x0", "zeros2", "sizes2"], ["h0"])]
+    for i in range(nodes):
+        chain.append(helper.make_node("MatMul", [f"h{i}", "w"], [f"h{i + 1}"]))
+    chain += [helper.make_node("Reshape", [f"h{nodes}", "shape"], ["r"]),
+              helper.make_node("ReduceMean", ["r"], ["m"], axes=[2], keepdims=0),
+              helper.make_node("Softmax", ["m"], ["probs"], axis=1)]
+    inits = [w, lift, shape, back, cut, numpy_helper.from_array(np.array([0, 0], np.int64), "zeros2"),
+             numpy_helper.from_array(np.array([size, size], np.int64), "sizes2")]
+    return onnx_model(chain, initializers=inits)

@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import tracemalloc
 from pathlib import Path
 
@@ -234,6 +235,111 @@ def test_external_data_anywhere_is_refused_and_never_opened(tmp_path, placement)
                                                       rf".*-> '{DATA_FILE}'"):
                 create_backend(name, path, log=None)
     assert set(names) <= {"outside.onnx"}, names
+
+
+# --------------------------------------------------------------------------- a bounded run
+
+@pytest.mark.parametrize("where", ["graph", "subgraph", "function"])
+def test_control_flow_is_refused_before_it_runs(tmp_path, where):
+    from onnx import helper
+
+    from backends import ModelFileError, create_backend
+    from _crafted import loop_model, onnx_model
+
+    m = loop_model()
+    if where == "subgraph":  # the Loop inside another node's graph attribute
+        m = onnx_model()
+        loop = loop_model().graph.node[0]
+        branch = helper.make_graph([loop], "then", [], [helper.make_tensor_value_info("count", onnx.TensorProto.FLOAT, [])])
+        m.graph.node.insert(0, helper.make_node("Identity", ["waveform"], ["w2"], body=branch))
+    elif where == "function":
+        m = onnx_model()
+        f = onnx.FunctionProto(name="Spin", domain="local.kws", output=["count"])
+        f.node.append(loop_model().graph.node[0])
+        m.functions.append(f)
+    path = tmp_path / "loop.onnx"
+    onnx.save(m, str(path))
+    t = time.monotonic()
+    with pytest.raises(ModelFileError, match=r"loop.onnx: holds 1 control-flow nodes \(e.g. Loop at "):
+        create_backend("ort-cpu", path, log=None)
+    assert time.monotonic() - t < 10
+
+
+def test_a_wedged_session_is_abandoned_with_a_typed_error(tmp_path, monkeypatch):
+    import inference.predict as kp
+    from backends import InferenceError, InferenceTimeout, create_backend
+    from _crafted import slow_model
+
+    path = tmp_path / "slow.onnx"
+    onnx.save(slow_model(), str(path))  # minutes of matmuls, every check passed
+    be = create_backend("ort-cpu", path, log=None)
+    be.timeout_s = 0.5
+    t = time.monotonic()
+    with pytest.raises(InferenceTimeout, match=r"slow.onnx: inference did not finish within 0.5 s"):
+        be.predict(np.zeros((1, CLIP_SAMPLES), np.float32))
+    assert time.monotonic() - t < 5
+    assert issubclass(InferenceTimeout, InferenceError)
+
+    # predict_files: the deadline from the environment; "report" answers each file with the error
+    monkeypatch.setenv("KWS_INFERENCE_TIMEOUT_S", "0.5")
+    wav = tmp_path / "a.wav"
+    sf.write(wav, np.zeros(CLIP_SAMPLES, np.float32), SAMPLE_RATE)
+    kp.get_backend.cache_clear()
+    try:
+        t = time.monotonic()
+        res = kp.predict_files([wav, wav], model=path, batch_size=1, errors="report")
+        assert [r.label for r in res] == [None, None] and all("did not finish within 0.5 s" in r.error for r in res)
+        with pytest.raises(InferenceTimeout):
+            kp.predict_files([wav], model=path)
+        assert time.monotonic() - t < 15
+    finally:
+        kp.get_backend.cache_clear()
+
+
+def test_ctrl_c_stops_a_running_inference(tmp_path):
+    import signal
+
+    from _crafted import slow_model
+
+    path = tmp_path / "slow.onnx"
+    onnx.save(slow_model(nodes=2000), str(path))
+    code = ("import sys, numpy as np\n"
+            "from backends import create_backend\n"
+            f"be = create_backend('ort-cpu', {str(path)!r}, log=None)\n"
+            "be.timeout_s = 600\n"
+            "print('ready', flush=True)\n"
+            "try:\n"
+            "    be.predict(np.zeros((1, 16000), np.float32))\n"
+            "except KeyboardInterrupt:\n"
+            "    print('interrupted', flush=True)\n"
+            "    sys.exit(130)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        time.sleep(1.0)
+        t = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=10)
+        assert proc.returncode == 130 and "interrupted" in out and time.monotonic() - t < 10
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_live_gives_up_on_a_wedged_model(tmp_path, capsys, monkeypatch):
+    from _crafted import slow_model
+
+    path = tmp_path / "slow.onnx"
+    onnx.save(slow_model(), str(path))
+    sf.write(tmp_path / "a.wav", np.zeros(CLIP_SAMPLES, np.float32), SAMPLE_RATE)
+    monkeypatch.setenv("KWS_INFERENCE_TIMEOUT_S", "0.5")
+    t = time.monotonic()
+    assert live.main(["--onnx", str(path), "--input", str(tmp_path / "a.wav"), "--headless"]) != 0
+    err = capsys.readouterr().err
+    assert "did not finish within 0.5 s" in err and "Traceback" not in err
+    assert time.monotonic() - t < 20
 
 
 # --------------------------------------------------------------------------- 5, 6, 7: run folders

@@ -25,6 +25,12 @@ model's thresholds and those fitted on the recording (`--replace` keeps the reco
 The result is a calibrated copy of the model (a checkpoint whose metadata holds the
 thresholds; an ONNX file's metadata, for .onnx models) that `live.py --weights` (or `--onnx`)
 uses by default.
+
+Beside the target's thresholds, the copy carries the same fit at 0.1, 0.2, 0.5, 1, 2, 5 and
+10 false accepts per hour (its operating points), which `live.py --sensitivity` and the app's
+Sensitivity slider choose from. With `--input`, each is the higher of the model's point at
+that rate and the recording's, as the target's are; a model calibrated at one rate only then
+keeps none.
 """
 from __future__ import annotations
 
@@ -35,14 +41,19 @@ import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
 from realtime.engine import EngineConfig, ScoreTrace, replay_trigger, trigger_mask
 from backends.registry import DEFAULT_BACKEND
 
+if TYPE_CHECKING:
+    from zoo.meta import CheckpointMeta
+
 DEFAULT_TARGET = 0.5  # false accepts per hour, all words together (openWakeWord's aim)
+# the operating points written beside it: the live app's sensitivity control moves along these
+OPERATING_POINTS = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
 T_MIN, T_MAX = 0.5, 0.9999  # a threshold below 0.5 would let a word fire with most of the probability elsewhere
 BASE = 0.3  # peaks are collected from here: more of them, a better-measured tail
 TAIL_PEAKS = 10
@@ -116,13 +127,18 @@ class Calibration:
     engine: dict[str, Any] = field(default_factory=dict)
     method: str = "per-word peaks over threshold, exponential tail in logit space (bench.calibrate)"
 
-    def to_meta(self) -> dict[str, Any]:
-        """The `thresholds` entry of a checkpoint's metadata (zoo.meta.CheckpointMeta)."""
-        return {"values": {w: round(t, 6) for w, t in self.values.items()},
+    def to_meta(self, operating_points: Sequence[Mapping[str, Any]] | None = None) -> dict[str, Any]:
+        """The `thresholds` entry of a checkpoint's metadata (zoo.meta.CheckpointMeta); with
+        `operating_points` (:func:`fit_operating_points`), the curve the live app's sensitivity moves along."""
+        meta = {"values": {w: round(t, 6) for w, t in self.values.items()},
                 "target_fa_per_hour": self.target_fa_per_hour, "negative_hours": round(self.negative_hours, 3),
                 "fitted_on": self.fitted_on, "in_sample_false_accepts": self.false_accepts, "method": self.method,
                 "engine": self.engine,
                 "words": {w: {"peaks": f.peaks, "how": f.how, "beta": f.beta} for w, f in self.words.items()}}
+        if operating_points:
+            meta["operating_points"] = [{"fa_per_hour": float(p["fa_per_hour"]), "values": dict(p["values"])}
+                                        for p in operating_points]
+        return meta
 
 
 def engine_summary(cfg: EngineConfig) -> dict[str, Any]:
@@ -156,6 +172,37 @@ def fit_thresholds(trace: ScoreTrace, hours: float, target_fa_per_hour: float = 
     values = {w: f.threshold for w, f in fits.items()}
     fa = len(trace.detections(thresholds=values))
     return Calibration(values, target_fa_per_hour, hours, fitted_on, fa, fits, engine_summary(trace.cfg))
+
+
+def fit_operating_points(trace: ScoreTrace, hours: float, targets: Sequence[float] = OPERATING_POINTS,
+                         **kw: Any) -> list[dict[str, Any]]:
+    """The calibrated curve: :func:`fit_thresholds` (with `kw`) at each false-accept rate of `targets`, as
+    [{"fa_per_hour": f, "values": {word: threshold}}, ...] by rate, ascending (the metadata's format).
+
+    A looser target never gets a higher threshold than a stricter one: where the fits cross (a word's tail
+    extrapolated at one rate, its peaks counted at the next), the stricter point takes the higher, so moving
+    the live app's sensitivity one way only ever lowers thresholds, and no point accepts more than its fit.
+    """
+    rates = sorted(float(t) for t in targets)
+    if not rates or len(set(rates)) != len(rates) or not all(math.isfinite(t) and t > 0 for t in rates):
+        raise ValueError(f"operating points need distinct positive false-accept rates, got {list(targets)}")
+    fits = [fit_thresholds(trace, hours, t, **kw).values for t in rates]
+    for i in range(len(fits) - 2, -1, -1):  # from the loosest point down: each at least as strict as the next
+        fits[i] = {w: max(t, fits[i + 1].get(w, 0.0)) for w, t in fits[i].items()}
+    return [{"fa_per_hour": t, "values": {w: round(v, 6) for w, v in f.items()}} for t, f in zip(rates, fits)]
+
+
+def combine_points(model_points: Sequence[tuple[float, dict[str, float]]], model_values: Mapping[str, float],
+                   room: Sequence[Mapping[str, Any]], replace: bool) -> list[dict[str, Any]]:
+    """A room's operating points against the model's, as :func:`combine` does the default point: at each rate
+    the higher of the two. A short recording cannot show that a threshold is safe, so a rate the model has no
+    point for is dropped, and a model calibrated at one point only keeps none; a model with no thresholds at
+    all (or `replace`) takes the room's."""
+    if replace or not (model_points or model_values):
+        return [dict(p) for p in room]
+    by_rate = dict(model_points)
+    return [{"fa_per_hour": p["fa_per_hour"], "values": combine(by_rate[p["fa_per_hour"]], p["values"], False)}
+            for p in room if p["fa_per_hour"] in by_rate]
 
 
 def _beta(z: np.ndarray) -> float | None:
@@ -195,17 +242,22 @@ def read_recording(path: Path) -> np.ndarray:
     return np.concatenate([b for b in stream_audio(path)]).astype(np.float32)
 
 
-def model_thresholds(ref: str) -> dict[str, float]:
+def model_meta(ref: str) -> CheckpointMeta:
+    """The model's metadata as far as calibration is concerned (an ONNX file carries only its thresholds)."""
     from zoo.meta import CheckpointMeta
 
     if str(ref).endswith(".onnx"):
         from backends.meta import read_onnx_info
 
         props = read_onnx_info(ref).props
-        return CheckpointMeta(thresholds=json.loads(props.get("thresholds", "{}"))).word_thresholds()
+        return CheckpointMeta(thresholds=json.loads(props.get("thresholds", "{}")))
     from zoo import read_header, resolve_weights
 
-    return CheckpointMeta.from_dict(read_header(resolve_weights(ref))[1]).word_thresholds()
+    return CheckpointMeta.from_dict(read_header(resolve_weights(ref))[1])
+
+
+def model_thresholds(ref: str) -> dict[str, float]:
+    return model_meta(ref).word_thresholds()
 
 
 def write_calibrated(ref: str, out: Path, thresholds: dict[str, Any]) -> Path:
@@ -267,10 +319,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             wave, what = read_recording(a.input), str(a.input)
         hours = wave.size / SAMPLE_RATE / 3600
         trace, path = score_audio(a.model, wave, EngineConfig(), a.backend)
-        cal = fit_thresholds(trace, hours, a.target, fitted_on=f"{what} through the {path}")
-        before = model_thresholds(a.model)
+        fitted_on = f"{what} through the {path}"
+        cal = fit_thresholds(trace, hours, a.target, fitted_on=fitted_on)
+        old = model_meta(a.model)
+        before, before_points = old.word_thresholds(), old.operating_points()
         values = combine(before, cal.values, a.replace or a.negatives)
-        meta = {**cal.to_meta(), "values": {w: round(t, 6) for w, t in values.items()}}
+        points = combine_points(before_points, before, fit_operating_points(trace, hours, fitted_on=fitted_on),
+                                a.replace or a.negatives)
+        meta = {**cal.to_meta(points), "values": {w: round(t, 6) for w, t in values.items()}}
         if before and not (a.replace or a.negatives):
             meta["combined_with"] = {"model": before, "rule": "the higher of the model's and the recording's"}
         name = Path(str(a.model)).stem if Path(str(a.model)).exists() else str(a.model)
@@ -289,6 +345,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         extra = f" ({f.peaks} peaks >= {BASE}, {f.how})" if f else ""
         print(f"  {w:<10s} {values[w]:.4f}{extra}")
     print(f"false accepts with these thresholds on this audio: {fa} ({fa / hours:.2f}/h over {hours:.2f} h)")
+    if points:
+        print(f"operating points (live.py --sensitivity, the app's Sensitivity slider): "
+              f"{', '.join(format(p['fa_per_hour'], 'g') for p in points)} false accepts/h")
+    else:
+        print("no operating points: the model was calibrated at one rate only, and a recording cannot lower "
+              "thresholds at others (--replace keeps the recording's)")
     print(f"calibrated model: {out}\nuse it: python live.py --{'onnx' if suffix == '.onnx' else 'weights'} {out}")
     return 0
 

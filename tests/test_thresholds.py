@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from bench.calibrate import combine, fit_thresholds, peaks
+from bench.calibrate import combine, combine_points, fit_operating_points, fit_thresholds, peaks
 from kws.audio import SAMPLE_RATE
 from realtime.engine import EngineConfig, ScoreTrace, Trigger, replay_trigger
 from zoo.meta import CheckpointMeta
@@ -136,6 +136,80 @@ def test_malformed_thresholds_are_refused():
     assert CheckpointMeta.from_dict({"thresholds": "nonsense"}).thresholds == {}  # not a dict: dropped, like accuracy
 
 
+# ----------------------------------------------------------------------------- operating points (sensitivity)
+
+RATES = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
+
+
+def test_operating_points_are_read_and_malformed_ones_refused():
+    good = [{"fa_per_hour": 0.1, "values": {"yes": 0.95, "no": 0.9}}, {"fa_per_hour": 1, "values": {"yes": 0.8}}]
+    meta = CheckpointMeta.from_dict({"thresholds": {"values": {"yes": 0.9}, "operating_points": good}})
+    assert meta.operating_points() == [(0.1, {"yes": 0.95, "no": 0.9}), (1.0, {"yes": 0.8})]
+    assert CheckpointMeta.from_dict({"thresholds": {"values": {"yes": 0.9}}}).operating_points() == []
+    assert CheckpointMeta().operating_points() == []
+    assert CheckpointMeta(thresholds={"operating_points": []}).operating_points() == []
+    point = {"fa_per_hour": 0.5, "values": {"yes": 0.9}}
+    for bad, why in [({"fa_per_hour": 0.5}, "a list"), ([0.5], "operating point 0 must be"),
+                     ([{**point, "fa_per_hour": 0}], "positive finite"), ([{**point, "fa_per_hour": -1}], "positive"),
+                     ([{**point, "fa_per_hour": float("nan")}], "positive"), ([{**point, "fa_per_hour": float("inf")}],
+                                                                               "positive"),
+                     ([{**point, "fa_per_hour": "1"}], "positive"), ([{**point, "fa_per_hour": True}], "positive"),
+                     ([{"values": {"yes": 0.9}}], "fa_per_hour"),
+                     ([{**point, "values": {"yes": 1.5}}], r"operating point 0 \(0.5 false accepts/h\): calibrated"),
+                     ([{**point, "values": {"yes": 0.0}}], "calibrated thresholds"),
+                     ([{**point, "values": {"yes": float("nan")}}], "calibrated thresholds"),
+                     ([{**point, "values": [0.9]}], "calibrated thresholds"),
+                     ([{**point, "values": {}}], "has no thresholds"),
+                     ([point, {**point, "fa_per_hour": 0.2}], "sorted by fa_per_hour, ascending: 0.2 comes after 0.5"),
+                     ([point, point], "sorted")]:
+        with pytest.raises(ValueError, match=why):
+            CheckpointMeta(thresholds={"values": {"yes": 0.9}, "operating_points": bad}).operating_points()
+    # the decision settings the thresholds were fitted at: patience is 1 for calibrations older than it
+    assert CheckpointMeta(thresholds={"values": {"yes": 0.9}}).calibrated_engine() == {}
+    assert CheckpointMeta(thresholds={"engine": {"ema_alpha": 0.7, "hop_s": 0.05}}).calibrated_engine() == \
+        {"patience": 1, "ema_alpha": 0.7}
+    assert CheckpointMeta(thresholds={"engine": {"patience": 3}}).calibrated_engine() == {"patience": 3}
+    for bad in [{"patience": 0}, {"patience": 1.5}, {"patience": True}, {"ema_alpha": 0}, {"ema_alpha": "0.7"}, [1]]:
+        with pytest.raises(ValueError, match="calibration's"):
+            CheckpointMeta(thresholds={"engine": bad}).calibrated_engine()
+
+
+def test_operating_points_are_the_fit_at_each_rate_and_never_rise_as_the_rate_does():
+    rng = np.random.default_rng(0)
+    trace = trace_with_peaks({"yes": list(rng.uniform(0.4, 0.97, 40)), "no": [0.55, 0.6],
+                              "up": list(rng.uniform(0.35, 0.8, 12))})
+    points = fit_operating_points(trace, 1.0, fitted_on="test")
+    assert [p["fa_per_hour"] for p in points] == list(RATES)
+    for p in points:  # on this trace no fits cross: each point is fit_thresholds at its rate
+        fit = fit_thresholds(trace, 1.0, p["fa_per_hour"], fitted_on="test").values
+        assert p["values"] == {w: round(t, 6) for w, t in fit.items()}
+    for w in ("yes", "no", "up", "stop"):
+        th = [p["values"][w] for p in points]
+        assert all(a >= b for a, b in zip(th, th[1:])), (w, th)
+    assert points[0]["values"]["yes"] > points[-1]["values"]["yes"]  # the curve does move
+    # where the fits cross (two high peaks over a tail of low ones: extrapolated at 2/h, counted at 4/h),
+    # the stricter point takes the higher threshold
+    crossing = trace_with_peaks({"yes": [0.99, 0.99] + [0.5] * 8})
+    raw = [fit_thresholds(crossing, 1.0, t).values["yes"] for t in (2.0, 4.0)]
+    assert raw[0] < raw[1]
+    fixed = [p["values"]["yes"] for p in fit_operating_points(crossing, 1.0, (4.0, 2.0))]
+    assert fixed == [round(raw[1], 6)] * 2
+    with pytest.raises(ValueError, match="distinct positive"):
+        fit_operating_points(crossing, 1.0, (1.0, 1.0))
+    # the metadata: to_meta writes them, CheckpointMeta reads them back
+    meta = fit_thresholds(trace, 1.0, 0.5).to_meta(points)
+    assert json.loads(json.dumps(meta))["operating_points"] == points
+    assert CheckpointMeta.from_dict({"thresholds": meta}).operating_points() == \
+        [(p["fa_per_hour"], p["values"]) for p in points]
+    assert "operating_points" not in fit_thresholds(trace, 1.0, 0.5).to_meta()
+    # a recording's points against the model's: the higher at each rate the model has, none where it has none
+    room = [{"fa_per_hour": 0.5, "values": {"yes": 0.7}}, {"fa_per_hour": 1.0, "values": {"yes": 0.6}}]
+    assert combine_points([(0.5, {"yes": 0.9})], {"yes": 0.9}, room, replace=False) == \
+        [{"fa_per_hour": 0.5, "values": {"yes": 0.9}}]
+    assert combine_points([], {"yes": 0.9}, room, replace=False) == []  # calibrated at one rate only
+    assert combine_points([], {}, room, replace=False) == room == combine_points([(0.5, {"yes": 0.9})], {}, room, True)
+
+
 @pytest.fixture
 def one_thread():
     """One torch thread, as the live app runs: small convolutions on a shared machine spin with more."""
@@ -173,6 +247,9 @@ def test_calibrate_command_writes_a_copy_that_live_uses(tmp_path, capsys, one_th
     values = meta.word_thresholds()
     assert len(values) == 35 and all(0.5 <= t <= 0.9999 for t in values.values())
     assert meta.thresholds["target_fa_per_hour"] == 0.5 and "room.wav" in meta.thresholds["fitted_on"]
+    points = meta.operating_points()  # the curve the sensitivity moves along, the target's point among them
+    assert [r for r, _ in points] == list(RATES) and dict(points)[0.5] == pytest.approx(values, abs=1e-6)
+    assert meta.calibrated_engine() == {"patience": 1, "ema_alpha": 0.7} and "operating points" in printed
     torch.testing.assert_close(zoo.load_model(out)[0].state_dict(), zoo.load_model(ckpt)[0].state_dict())
     for backend in ("torch-cpu", "ort-cpu"):
         pred = load_predictor(str(out), backend, 1, streaming=False)
@@ -191,8 +268,10 @@ def test_calibrate_command_writes_a_copy_that_live_uses(tmp_path, capsys, one_th
     again = tmp_path / "again.safetensors"
     assert bench_main(["calibrate", "--model", str(out), "--input", str(tmp_path / "room.wav"), "--out",
                        str(again), "--backend", "torch-cpu"]) == 0
-    assert all(t >= values[w] - 1e-9 for w, t in CheckpointMeta.from_dict(zoo.read_header(again)[1])
-               .word_thresholds().items())
+    again_meta = CheckpointMeta.from_dict(zoo.read_header(again)[1])
+    assert all(t >= values[w] - 1e-9 for w, t in again_meta.word_thresholds().items())
+    assert [r for r, _ in again_meta.operating_points()] == list(RATES)  # combined point by point
+    assert all(t >= dict(points)[r][w] - 1e-9 for r, v in again_meta.operating_points() for w, t in v.items())
     assert json.loads(json.dumps(meta.thresholds))  # plain JSON all the way
 
 

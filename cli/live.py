@@ -9,6 +9,7 @@ Usage:
   python live.py --input speech.wav               # replay a file in the app, in real time
   python live.py --input speech.wav --headless    # print the words said in it (as fast as possible)
   python live.py --weights room.safetensors       # thresholds recalibrated for your room (python -m bench calibrate)
+  python live.py --weights room.safetensors --sensitivity 2   # its operating point for ~2 false accepts/h
   python live.py --headless --json --device 2     # JSON lines from input device 2, until Ctrl-C
   python live.py --list-devices
   python live.py --weights runs/my_words --save-detections saved/   # Wrong button -> saved/wrong/
@@ -23,8 +24,11 @@ every hop (realtime.engine). Log-mel models then decide every 48 ms (a multiple 
 frames). `--no-streaming` recomputes the full window every hop, at the hop you ask for.
 
 Thresholds: a model calibrated to a false-accept rate carries one threshold per word in its
-metadata (`python -m bench calibrate`), and those are used; `--threshold` sets one for every
-word instead.
+metadata (`python -m bench calibrate`), and those are used, with the patience and smoothing
+they were fitted at; `--threshold` sets one for every word instead. A calibration also holds
+operating points along its curve (0.1 to 10 false accepts per hour): `--sensitivity FA_PER_HOUR`
+takes the one nearest that rate (on a log scale), and the app's Sensitivity slider moves
+between them.
 
 Replay pacing: `--realtime` (the app's default) feeds the file at its own speed, like a
 microphone; `--fast` (the default with --headless) as fast as the model allows, losing nothing.
@@ -34,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import sys
 from typing import Callable, Sequence
 
@@ -61,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--threshold", type=float, default=None,
                    help=f"smoothed confidence needed to fire, 0-1, for every word (default: the model's calibrated "
                         f"per-word thresholds, else {defaults.threshold})")
+    d.add_argument("--sensitivity", type=float, default=None, metavar="FA_PER_HOUR",
+                   help="false accepts per hour you accept: the model's calibrated operating point nearest it "
+                        "(per-word thresholds; the model must have operating points: python -m bench calibrate)")
     d.add_argument("--no-streaming", action="store_true",
                    help="recompute the model on the whole last second every hop (the full-window path)")
     d.add_argument("--hop", type=float, default=defaults.hop_s * 1e3, help="ms between decisions (default 50)")
@@ -89,9 +97,14 @@ def engine_config(args: argparse.Namespace) -> EngineConfig:
     base = EngineConfig()
     targets = tuple(t.strip() for t in args.targets.split(",") if t.strip()) if args.targets else None
     given = args.threshold is not None
+    if given and args.sensitivity is not None:
+        raise ValueError("--sensitivity picks the model's calibrated thresholds and --threshold sets one for every "
+                         "word: give one of them")
+    if args.sensitivity is not None and not (math.isfinite(args.sensitivity) and args.sensitivity > 0):
+        raise ValueError(f"--sensitivity must be a positive number of false accepts per hour, got {args.sensitivity:g}")
     return dataclasses.replace(base, threshold=args.threshold if given else base.threshold, hop_s=args.hop / 1e3,
                                cooldown_s=args.cooldown / 1e3, targets=targets, use_model_thresholds=not given,
-                               streaming=not args.no_streaming,
+                               fa_per_hour=args.sensitivity, streaming=not args.no_streaming,
                                vad=dataclasses.replace(base.vad, enabled=not args.no_vad))
 
 

@@ -29,7 +29,10 @@ Decision rules (documented once, here):
   (`word_thresholds`, calibrated per word, else `threshold`),
   at least `cooldown_s` after the previous detection of any class, and (re-arm) if its score
   has dropped below the threshold since it last fired: one word stays inside the 1 s window
-  for up to a second, and without re-arming it would fire twice, 500 ms apart.
+  for up to a second, and without re-arming it would fire twice, 500 ms apart. A model
+  calibrated along a curve carries operating points (per-word thresholds for 0.1 ... 10 false
+  accepts per hour); the live app's sensitivity swaps all of one point's thresholds in at once
+  (:meth:`DetectionEngine.set_word_thresholds`).
 - **Patience** (openWakeWord's ``patience``). A class fires only on a hop that ends a run of
   at least `patience` consecutive decided hops on which it was the arg-max and at or above its
   threshold (the firing hop included); a run breaks on the first hop where another class leads

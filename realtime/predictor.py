@@ -5,8 +5,9 @@ Loading failures (unknown model, missing weights, corrupt file, unavailable back
 """
 from __future__ import annotations
 
+import math
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -34,6 +35,11 @@ class Predictor:
     stream_note: str = ""  # why there is no streaming form, when there is none
     thresholds: dict[str, float] | None = None  # calibrated per-word thresholds from the model's metadata
     thresholds_note: str = ""  # what they were calibrated for
+    thresholds_fa_per_hour: float | None = None  # the false-accept rate `thresholds` were fitted for
+    # the calibrated curve: (false accepts per hour, per-word thresholds), rate ascending (the sensitivity control)
+    operating_points: tuple[tuple[float, dict[str, float]], ...] = ()
+    # decision settings the thresholds were fitted at ({"patience", "ema_alpha"}): they do not carry to others
+    calibrated_engine: dict[str, Any] = field(default_factory=dict)
 
     def describe(self) -> str:
         prov = self.providers[0] if self.providers else "?"
@@ -63,21 +69,27 @@ def _open(backend: str, model: str, threads: int, streaming: bool = True) -> Pre
     def predict(waves: np.ndarray) -> np.ndarray:
         return be.predict(np.ascontiguousarray(waves, dtype=np.float32))
 
-    thresholds, th_note = _thresholds(be, model)
+    calibration = _thresholds(be, model)
     open_stream, note = _stream_factory(model, backend, threads) if streaming else (None, "streaming off")
     return Predictor(predict, tuple(be.labels), be.name, tuple(be.providers), str(be.device), str(be.model_name),
-                     be.precision, open_stream, note, thresholds, th_note)
+                     be.precision, open_stream, note, **calibration)
 
 
-def _thresholds(be: Any, model: str) -> tuple[dict[str, float] | None, str]:
-    """The calibrated per-word thresholds a backend's model carries (checkpoint meta or ONNX metadata)."""
+def _thresholds(be: Any, model: str) -> dict[str, Any]:
+    """The calibration a backend's model carries (checkpoint meta or ONNX metadata), as Predictor fields."""
     try:
         meta = be.model_meta()
         values = meta.word_thresholds()
+        points = meta.operating_points()
+        engine = meta.calibrated_engine()
+        target = (meta.thresholds or {}).get("target_fa_per_hour")
     except (ValueError, TypeError) as e:
         raise ModelLoadError(f"{model}: its calibrated thresholds are unreadable ({e}); recalibrate it with "
                              f"`python -m bench calibrate --model {model} --input ROOM.wav`") from None
-    return (values or None), meta.thresholds_line()
+    ok = isinstance(target, (int, float)) and not isinstance(target, bool) and math.isfinite(target) and target > 0
+    target = float(target) if ok else None  # only a label here: an odd value is not worth refusing the model
+    return {"thresholds": values or None, "thresholds_note": meta.thresholds_line(), "thresholds_fa_per_hour": target,
+            "operating_points": tuple(points), "calibrated_engine": engine}
 
 
 def _stream_factory(model: str, backend: str, threads: int) -> tuple[Callable[[], StreamModel] | None, str]:

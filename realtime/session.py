@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import threading
-from typing import Callable
+from typing import Any, Callable, Mapping, Sequence
 
 from kws.audio import SAMPLE_RATE
 from realtime.engine import (Decision, Detection, DetectionEngine, EngineConfig, EngineStats, StreamModel,
@@ -12,14 +13,47 @@ from realtime.predictor import Predictor
 from realtime.sources import Source, SourceError
 
 
+def nearest_operating_point(points: Sequence[tuple[float, Mapping[str, float]]], fa_per_hour: float) -> int:
+    """The index of the operating point whose false-accept rate is nearest `fa_per_hour` on a log scale
+    (the curve is spaced in ratios: 0.1, 0.2, 0.5, 1 ... per hour); between two, the stricter one."""
+    if not points:
+        raise ValueError("no operating points to choose from")
+    if not (isinstance(fa_per_hour, (int, float)) and math.isfinite(fa_per_hour) and fa_per_hour > 0):
+        raise ValueError(f"a sensitivity is a positive number of false accepts per hour, got {fa_per_hour!r}")
+    return min(range(len(points)), key=lambda i: (abs(math.log(points[i][0] / fa_per_hour)), points[i][0]))
+
+
+def operating_point(predictor: Predictor, fa_per_hour: float) -> tuple[int, float, dict[str, float]]:
+    """(index, false accepts per hour, thresholds of the model's words) of the predictor's operating point
+    nearest `fa_per_hour`; ValueError, worded for the user, when the model has none."""
+    points = predictor.operating_points
+    if not points:
+        raise ValueError(f"sensitivity {fa_per_hour:g} false accepts/h: {predictor.model} has no calibrated "
+                         f"operating points to choose from (python -m bench calibrate writes them)")
+    i = nearest_operating_point(points, fa_per_hour)
+    return i, points[i][0], model_words(points[i][1], predictor.labels)
+
+
+def model_words(thresholds: Mapping[str, float], labels: Sequence[str]) -> dict[str, float]:
+    """The thresholds of the words this model has (a calibration may name words of another label set)."""
+    return {w: t for w, t in thresholds.items() if w in labels}
+
+
 def live_config(cfg: EngineConfig, predictor: Predictor) -> tuple[EngineConfig, StreamModel | None, list[str]]:
-    """The settings a session runs with: the model's calibrated thresholds (unless the user set one),
-    its streaming form (unless turned off) at a hop it allows; and a note on each choice."""
+    """The settings a session runs with: the model's calibrated thresholds (unless the user set one: its
+    default point, or the operating point nearest `cfg.fa_per_hour`) with the patience and EMA they were
+    fitted at, its streaming form (unless turned off) at a hop it allows; and a note on each choice.
+    ValueError when a sensitivity is asked of a model without operating points."""
     notes = []
-    if cfg.use_model_thresholds and not cfg.word_thresholds and predictor.thresholds:
-        words = {w: t for w, t in predictor.thresholds.items() if w in predictor.labels}
-        cfg = dataclasses.replace(cfg, word_thresholds=tuple(sorted(words.items())))
-        notes.append(f"thresholds: {predictor.thresholds_note}")
+    if cfg.fa_per_hour is not None:
+        _, fa, words = operating_point(predictor, cfg.fa_per_hour)
+        cfg = _calibrated(cfg, words, predictor.calibrated_engine, notes)
+        notes.insert(0, f"thresholds: the operating point for {fa:g} false accepts/h (asked {cfg.fa_per_hour:g}); "
+                        f"{predictor.thresholds_note}")
+    elif cfg.use_model_thresholds and not cfg.word_thresholds and predictor.thresholds:
+        cfg = _calibrated(cfg, model_words(predictor.thresholds, predictor.labels), predictor.calibrated_engine,
+                          notes)
+        notes.insert(0, f"thresholds: {predictor.thresholds_note}")
     else:
         notes.append(f"threshold: {cfg.threshold:g} for every word"
                      + ("" if cfg.use_model_thresholds or not predictor.thresholds else " (--threshold given)"))
@@ -38,6 +72,16 @@ def live_config(cfg: EngineConfig, predictor: Predictor) -> tuple[EngineConfig, 
         why = "turned off" if not cfg.streaming else (predictor.stream_note or "no streaming form")
         notes.append(f"full-window path ({why})")
     return cfg, stream, notes
+
+
+def _calibrated(cfg: EngineConfig, words: dict[str, float], engine: Mapping[str, Any],
+                notes: list[str]) -> EngineConfig:
+    """`cfg` with the calibrated thresholds and the decision settings they were fitted at: thresholds
+    fitted at one patience or EMA do not hold their false-accept rate at another."""
+    changed = {k: v for k, v in engine.items() if k in ("patience", "ema_alpha") and getattr(cfg, k) != v}
+    if changed:
+        notes.append("as calibrated: " + ", ".join(f"{k.replace('_', ' ')} {v:g}" for k, v in sorted(changed.items())))
+    return dataclasses.replace(cfg, word_thresholds=tuple(sorted(words.items())), **changed)
 
 
 class LiveSession:
@@ -102,6 +146,9 @@ class LiveSession:
 
     def set_threshold(self, threshold: float) -> None:
         self.engine.set_threshold(threshold)
+
+    def set_word_thresholds(self, thresholds: Mapping[str, float]) -> None:
+        self.engine.set_word_thresholds(thresholds)
 
     def stop(self) -> None:
         self.source.stop()

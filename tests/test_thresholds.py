@@ -11,7 +11,9 @@ import soundfile as sf
 
 from bench.calibrate import combine, combine_points, fit_operating_points, fit_thresholds, peaks
 from kws.audio import SAMPLE_RATE
-from realtime.engine import EngineConfig, ScoreTrace, Trigger, replay_trigger
+from realtime.engine import DetectionEngine, EngineConfig, ScoreTrace, Trigger, replay_trigger
+from realtime.predictor import from_function
+from realtime.session import LiveSession, live_config, nearest_operating_point
 from zoo.meta import CheckpointMeta
 
 LABELS = ("_silence_", "yes", "no", "up", "stop")
@@ -210,6 +212,94 @@ def test_operating_points_are_the_fit_at_each_rate_and_never_rise_as_the_rate_do
     assert combine_points([], {}, room, replace=False) == room == combine_points([(0.5, {"yes": 0.9})], {}, room, True)
 
 
+def test_sensitivity_picks_the_nearest_operating_point_on_a_log_scale():
+    points = [(r, {"yes": 0.9}) for r in RATES]
+    assert nearest_operating_point(points, 0.5) == 2
+    assert nearest_operating_point(points, 3.3) == 5  # 5/h: nearer than 2/h in ratio (1.5x vs 1.65x), not in difference
+    assert nearest_operating_point(points, 0.3) == 1
+    assert nearest_operating_point(points, 1e-4) == 0 and nearest_operating_point(points, 1e4) == 6
+    assert nearest_operating_point([(1.0, {}), (4.0, {})], 2.0) == 0  # halfway in ratio: the stricter
+    for bad in (0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="positive number of false accepts"):
+            nearest_operating_point(points, bad)
+    with pytest.raises(ValueError, match="no operating points"):
+        nearest_operating_point([], 1.0)
+
+
+def calibrated_predictor(points: bool = True, engine: dict | None = None):
+    """A predictor whose model carries a calibration: a default point for 0.5/h and, optionally, a curve."""
+    pts = tuple((r, {"yes": round(0.99 - 0.04 * i, 2), "no": round(0.95 - 0.04 * i, 2), "left": 0.5})
+                for i, r in enumerate(RATES)) if points else ()
+    return dataclasses.replace(
+        from_function(lambda w: np.full((len(w), len(LABELS)), 1 / len(LABELS), np.float32), LABELS, "calibrated"),
+        thresholds={"yes": 0.91, "no": 0.87}, thresholds_note="per-word thresholds for 0.5 false accepts/h",
+        thresholds_fa_per_hour=0.5, operating_points=pts, calibrated_engine=engine or {})
+
+
+def test_a_session_takes_the_operating_point_and_the_calibrations_patience():
+    pred = calibrated_predictor(engine={"patience": 3, "ema_alpha": 0.5})
+    cfg, _, notes = live_config(EngineConfig(), pred)  # the default point, at the settings it was fitted at
+    assert dict(cfg.word_thresholds) == {"yes": 0.91, "no": 0.87} and cfg.patience == 3 and cfg.ema_alpha == 0.5
+    assert "0.5 false accepts/h" in notes[0] and "as calibrated: ema alpha 0.5, patience 3" in notes
+    cfg, _, notes = live_config(EngineConfig(fa_per_hour=3.3), pred)  # nearest: 5/h, the 6th point
+    assert dict(cfg.word_thresholds) == {"yes": 0.79, "no": 0.75} and cfg.patience == 3  # "left": not its label
+    assert notes[0].startswith("thresholds: the operating point for 5 false accepts/h (asked 3.3)")
+    cfg, _, notes = live_config(EngineConfig(threshold=0.7, use_model_thresholds=False), pred)
+    assert cfg.word_thresholds == () and cfg.patience == 1 and cfg.ema_alpha == 0.7  # the user's rule, not the fit's
+    with pytest.raises(ValueError, match="sensitivity 2 false accepts/h: calibrated has no calibrated operating points"):
+        live_config(EngineConfig(fa_per_hour=2), calibrated_predictor(points=False))
+    with pytest.raises(ValueError, match="fa_per_hour"):
+        EngineConfig(fa_per_hour=1.0, use_model_thresholds=False)
+    with pytest.raises(ValueError, match="fa_per_hour"):
+        EngineConfig(fa_per_hour=0.0)
+
+
+def test_set_word_thresholds_replaces_every_threshold_at_once():
+    engine = DetectionEngine(None, LABELS, EngineConfig(threshold=0.6, word_thresholds={"yes": 0.9}))
+    assert engine.thresholds.tolist() == [0.6, 0.9, 0.6, 0.6, 0.6]
+    before = engine._proc.trigger.thresholds
+    engine.set_word_thresholds({"no": 0.7, "stop": 0.8})
+    assert engine.thresholds.tolist() == [0.6, 0.6, 0.7, 0.6, 0.8]  # "yes" is back at the configured threshold
+    assert engine._proc.trigger.thresholds is not before  # a new vector, stored once: never half-written
+    for bad, why in [({"left": 0.5}, "not among the model's labels"), ({"no": 1.5}, r"word thresholds no=1.5"),
+                     ({"no": 0.0}, "word thresholds"), ({"no": float("nan")}, "word thresholds")]:
+        with pytest.raises(ValueError, match=why):
+            engine.set_word_thresholds(bad)
+        assert engine.thresholds.tolist() == [0.6, 0.6, 0.7, 0.6, 0.8]  # unchanged by a refused mapping
+    # it decides with them: a "no" at 0.75 fires at 0.7, not at 0.8
+    s = np.array([0.1, 0.05, 0.75, 0.05, 0.05], np.float32)
+    trig = engine._proc.trigger
+    assert trig.update(s, 800, 0).label == "no"
+    engine.set_word_thresholds({"no": 0.8})
+    assert trig.update(s, 800 * 30, 29) is None  # past the cooldown: below its new threshold
+    engine.set_word_thresholds({"no": 0.7})
+    assert trig.update(s, 800 * 31, 30).label == "no"  # re-armed by the hop below 0.8
+
+
+def test_live_cli_sensitivity(tmp_path, capsys):
+    from cli import live
+
+    wav = tmp_path / "quiet.wav"
+    sf.write(wav, np.zeros(SAMPLE_RATE, np.float32), SAMPLE_RATE)
+    args = live.build_parser().parse_args(["--sensitivity", "2"])
+    cfg = live.engine_config(args)
+    assert cfg.fa_per_hour == 2.0 and cfg.use_model_thresholds
+    session = LiveSession(calibrated_predictor(), live.make_source(args, cfg, False), cfg)
+    assert session.engine.thresholds.tolist() == [0.6, 0.83, 0.79, 0.6, 0.6]  # the 2/h point
+    for argv, why in [(["--sensitivity", "2", "--threshold", "0.7"], "give one of them"),
+                      (["--sensitivity", "0"], "--sensitivity must be a positive number")]:
+        assert live.main(["--headless", "--input", str(wav), *argv],
+                         predictor_factory=lambda _a: calibrated_predictor()) == 2
+        err = capsys.readouterr().err
+        assert why in err and err.count("\n") == 1, err
+    assert live.main(["--headless", "--input", str(wav), "--sensitivity", "1"],
+                     predictor_factory=lambda _a: calibrated_predictor(points=False)) == 2
+    err = capsys.readouterr().err
+    assert "has no calibrated operating points" in err and err.count("\n") == 1, err
+    assert live.main(["--headless", "--input", str(wav), "--sensitivity", "1"],
+                     predictor_factory=lambda _a: calibrated_predictor()) == 0
+
+
 @pytest.fixture
 def one_thread():
     """One torch thread, as the live app runs: small convolutions on a shared machine spin with more."""
@@ -254,6 +344,7 @@ def test_calibrate_command_writes_a_copy_that_live_uses(tmp_path, capsys, one_th
     for backend in ("torch-cpu", "ort-cpu"):
         pred = load_predictor(str(out), backend, 1, streaming=False)
         assert pred.thresholds == pytest.approx(values, abs=1e-6), backend
+        assert pred.operating_points == tuple(points) and pred.calibrated_engine["patience"] == 1, backend
         cfg, _, notes = live_config(EngineConfig(), pred)
         assert dict(cfg.word_thresholds) == pytest.approx(values, abs=1e-6) and "0.5 false accepts/h" in notes[0]
         session = LiveSession(pred, ReplaySource(wave=room[:SAMPLE_RATE], realtime=False, name="t"), EngineConfig())

@@ -31,7 +31,7 @@ from PyQt6.QtWidgets import (QApplication, QFrame, QGraphicsOpacityEffect, QGrid
 from realtime.detections import DetectionSaver
 from realtime.engine import Decision, Detection, EngineConfig
 from realtime.predictor import Predictor
-from realtime.session import LiveSession
+from realtime.session import LiveSession, model_words, nearest_operating_point, operating_point
 from realtime.sources import Source
 from realtime.sysload import LoadMonitor, format_load
 from realtime.theme import (ACCENT, BLUE, BORDER, ERROR, FONT_FAMILIES, FONT_PT, PALETTE, PANEL_2, STYLE, TEXT,
@@ -487,6 +487,33 @@ class LiveWindow(QMainWindow):
         self.slider.setValue(int(round(min(0.95, max(0.10, self.cfg.threshold)) * 100)))
         self.slider.valueChanged.connect(self._threshold_changed)
         cl.addWidget(self.slider)
+        self._threshold_widgets = (th_label, self.threshold_value, self.slider)
+        # a model calibrated along a curve gets a sensitivity instead: its operating points, by false accepts/h
+        sens_row = QHBoxLayout()
+        sens_label = QLabel("Sensitivity")
+        sens_label.setObjectName("caption")
+        self.sensitivity_value = QLabel("")
+        self.sensitivity_value.setObjectName("thresholdValue")
+        sens_row.addWidget(sens_label)
+        sens_row.addStretch(1)
+        sens_row.addWidget(self.sensitivity_value)
+        cl.addLayout(sens_row)
+        self.sensitivity = QSlider(Qt.Orientation.Horizontal)
+        self.sensitivity.setRange(0, 0)
+        self.sensitivity.setPageStep(1)
+        self.sensitivity.valueChanged.connect(self._sensitivity_changed)
+        cl.addWidget(self.sensitivity)
+        ends = QHBoxLayout()
+        strict, loose = QLabel("fewer false accepts"), QLabel("catches more words")
+        for lab in (strict, loose):
+            lab.setObjectName("note")
+        ends.addWidget(strict)
+        ends.addStretch(1)
+        ends.addWidget(loose)
+        cl.addLayout(ends)
+        self._sensitivity_widgets = (sens_label, self.sensitivity_value, self.sensitivity, strict, loose)
+        for w in self._sensitivity_widgets:
+            w.hide()  # until a model with operating points has loaded
         self.source_label = QLabel("")
         self.source_label.setWordWrap(True)
         self.source_label.setObjectName("note")
@@ -546,6 +573,7 @@ class LiveWindow(QMainWindow):
         restyle(self.start_button, "running", "true" if live else "false")
         self.start_button.setEnabled(self.predictor is not None)
         self.slider.setEnabled(self.predictor is not None)
+        self.sensitivity.setEnabled(self.predictor is not None)
         if not live:
             self.level.set_level(None, False)
             self.level_text.setText("— dB")
@@ -558,10 +586,56 @@ class LiveWindow(QMainWindow):
     def _threshold_changed(self, value: int) -> None:
         """The user moved the slider: one threshold for every word, replacing calibrated ones."""
         th = value / 100.0
-        self.cfg = replace(self.cfg, threshold=th, use_model_thresholds=False, word_thresholds=())
+        self.cfg = replace(self.cfg, threshold=th, use_model_thresholds=False, word_thresholds=(), fa_per_hour=None)
         self._show_threshold(value)
         if self.session is not None:
             self.session.set_threshold(th)
+
+    def _setup_sensitivity(self, pred: Predictor) -> None:
+        """A model with operating points (and no threshold of the user's) gets the Sensitivity slider in place
+        of the raw threshold, starting at the point asked for (--sensitivity) or the calibration's default."""
+        points = pred.operating_points if self.cfg.use_model_thresholds else ()
+        for w in self._threshold_widgets:
+            w.setVisible(not points)
+        for w in self._sensitivity_widgets:
+            w.setVisible(bool(points))
+        if self.cfg.fa_per_hour is not None:
+            try:
+                index = operating_point(pred, self.cfg.fa_per_hour)[0]
+            except ValueError as e:  # START would refuse it too: say so now
+                self.show_error(str(e))
+                return
+            rate = points[index][0]
+        elif points:
+            # the thresholds in force are the default point's ("values"), fitted for the calibration's target
+            rate = pred.thresholds_fa_per_hour or points[len(points) // 2][0]
+            index = nearest_operating_point(points, rate)
+        else:
+            return
+        self.sensitivity.blockSignals(True)  # positioning it is not a choice of the user's: the config stays
+        self.sensitivity.setRange(0, len(points) - 1)
+        self.sensitivity.setValue(index)
+        self.sensitivity.blockSignals(False)
+        self._show_sensitivity(rate, points[index][1])
+
+    def _show_sensitivity(self, fa_per_hour: float, values: dict[str, float]) -> None:
+        self.sensitivity_value.setText(f"≈{fa_per_hour:g} false accepts/h")
+        words = model_words(values, self.predictor.labels) if self.predictor is not None else values
+        span = f"{min(words.values()):.2f}-{max(words.values()):.2f}" if words else "-"
+        tip = (f"expected false accepts per hour of speech without the words; per-word thresholds {span} "
+               f"({len(words)} words)")
+        self.sensitivity.setToolTip(tip)
+        self.sensitivity_value.setToolTip(tip)
+
+    def _sensitivity_changed(self, index: int) -> None:
+        """The user moved the sensitivity: the thresholds of that operating point, for every word at once."""
+        if self.predictor is None or not self.predictor.operating_points:
+            return
+        fa, values = self.predictor.operating_points[index]
+        self.cfg = replace(self.cfg, fa_per_hour=fa, use_model_thresholds=True, word_thresholds=())
+        self._show_sensitivity(fa, values)
+        if self.session is not None:
+            self.session.set_word_thresholds(model_words(values, self.predictor.labels))
 
     # -- actions
     def toggle(self) -> None:
@@ -649,6 +723,7 @@ class LiveWindow(QMainWindow):
         self.grid = ClassGrid(pred.labels)
         self.grid_layout.addWidget(self.grid, 1)
         self._show_threshold(self.slider.value())
+        self._setup_sensitivity(pred)
         self.display.idle("Press START")
         self._set_state("ready")
         if self.autostart:

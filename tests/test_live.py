@@ -396,6 +396,64 @@ def test_gui_replays_a_file_and_updates_bars_log_and_status(qtbot):
     win.close()
 
 
+def calibrated_tone_factory(points: bool = True):
+    """The tone model as if calibrated: a default point for 0.5 false accepts/h and, optionally, the curve."""
+    import dataclasses
+
+    rates = (0.1, 0.5, 2.0, 10.0)
+    curve = tuple((r, {w: round(0.95 - 0.1 * i, 2) for w in ("yes", "no", "up", "stop")}) for i, r in enumerate(rates))
+    return lambda: dataclasses.replace(tone_factory(), thresholds=dict(curve[1][1]), thresholds_fa_per_hour=0.5,
+                                       thresholds_note="per-word thresholds for 0.5 false accepts/h",
+                                       operating_points=curve if points else (), calibrated_engine={"patience": 2})
+
+
+def test_gui_sensitivity_slider_moves_along_the_operating_points(qtbot):
+    from realtime.gui import LiveWindow, apply_dark_theme
+
+    apply_dark_theme(qtbot_app())
+    x = make_stream([("yes", 0.5), ("up", 3.0)], 6.0)
+    win = LiveWindow(calibrated_tone_factory(), lambda: ReplaySource(wave=x, name="words.wav"), EngineConfig())
+    qtbot.addWidget(win)
+    win.show()
+    qtbot.waitUntil(lambda: win.state == "ready", timeout=5000)
+    # a model calibrated along a curve: the sensitivity, at the calibration's default point, replaces the threshold
+    assert win.sensitivity.isVisible() and not win.slider.isVisible() and win.sensitivity.isEnabled()
+    assert (win.sensitivity.minimum(), win.sensitivity.maximum(), win.sensitivity.value()) == (0, 3, 1)
+    assert win.sensitivity_value.text() == "≈0.5 false accepts/h" and win.cfg.fa_per_hour is None
+    assert "0.85-0.85 (4 words)" in win.sensitivity.toolTip()
+    assert win.start()
+    word = [LABELS.index(w) for w in ("yes", "no", "up", "stop")]
+    engine = win.session.engine
+    assert engine.cfg.patience == 2  # the settings the thresholds were fitted at
+    assert engine.thresholds[word].tolist() == [0.85] * 4
+    win.sensitivity.setValue(2)  # the user moves it: the 2/h point, every word at once, on the running engine
+    assert engine.thresholds[word].tolist() == [0.75] * 4 and win.sensitivity_value.text() == "≈2 false accepts/h"
+    assert win.cfg.fa_per_hour == 2.0
+    win.sensitivity.setValue(0)
+    assert engine.thresholds[word].tolist() == [0.95] * 4 and win.sensitivity_value.text() == "≈0.1 false accepts/h"
+    win.stop()
+    assert win.start() and win.session.engine.thresholds[word].tolist() == [0.95] * 4  # the next session keeps it
+    win.stop()
+    win.close()
+    # --sensitivity: the slider starts at the point nearest it
+    win = LiveWindow(calibrated_tone_factory(), lambda: ReplaySource(wave=x, name="words.wav"),
+                     EngineConfig(fa_per_hour=7.0))
+    qtbot.addWidget(win)
+    win.show()
+    qtbot.waitUntil(lambda: win.state == "ready", timeout=5000)
+    assert win.sensitivity.value() == 3 and win.sensitivity_value.text() == "≈10 false accepts/h"
+    win.close()
+    # without operating points the raw threshold slider stays; a sensitivity asked of it is an error, shown
+    win = LiveWindow(calibrated_tone_factory(points=False), lambda: ReplaySource(wave=x, name="words.wav"),
+                     EngineConfig(fa_per_hour=2.0))
+    qtbot.addWidget(win)
+    win.show()
+    qtbot.waitUntil(lambda: win.state == "ready", timeout=5000)
+    assert win.slider.isVisible() and not win.sensitivity.isVisible()
+    assert "no calibrated operating points" in win.error_banner.text()
+    win.close()
+
+
 def test_gui_states_take_their_look_from_the_theme(qtbot):
     """Every look is a rule of realtime.theme.STYLE that a widget selects by name or by a state property."""
     from PyQt6.QtCore import QPoint

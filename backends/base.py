@@ -188,7 +188,12 @@ class BackendBase:
             self.predict(x)
 
     def predict(self, waves: np.ndarray) -> np.ndarray:
-        return check_output(self._run(as_batch(waves, self.frontend.clip_samples)), self.model_name)
+        x = as_batch(waves, self.frontend.clip_samples)
+        return check_output(self._run(x), self._output_name(), len(self.labels), len(x))
+
+    def _output_name(self) -> str:
+        """What an InferenceError names: the model file when there is one, else the model."""
+        return str(getattr(self, "model_file", "") or self.model_name)
 
     def _run(self, x: np.ndarray) -> np.ndarray:
         """float32 [B, clip_samples] (checked, C-contiguous) -> probabilities [B, N] from the runtime."""
@@ -205,18 +210,43 @@ class BackendBase:
         raise NoStreamingForm(f"{cls.name} has no streaming path")
 
 
-def check_output(probs: np.ndarray, model_name: str) -> np.ndarray:
-    """The model's probabilities, or InferenceError naming the rows with NaN or infinite values.
+PROB_TOLERANCE = 1e-3  # how far a row of probabilities may sum from 1 (float32 softmax: ~1e-6)
 
-    A NaN is not a low confidence: argmax of NaNs picks a label at random and the JSON of it
-    is invalid, so it must stop here rather than reach a user as an answer.
+
+def check_output(probs: np.ndarray, model_name: str, n_labels: int | None = None,
+                 batch: int | None = None) -> np.ndarray:
+    """The model's probabilities, checked against the output contract, or InferenceError.
+
+    The contract: float [batch, n_labels], finite, each value in [0, 1], each row summing to 1
+    (within PROB_TOLERANCE). A wrong shape or type fails the whole call; rows that break it
+    (NaN, a confidence of 1e30, negative scores, logits) are named in `rows`, so the other clips
+    of a batch can still be answered. A NaN is not a low confidence: argmax of NaNs picks a label
+    at random and the JSON of it is invalid, so it must stop here rather than reach a user.
     """
-    ok = np.isfinite(probs).all(axis=tuple(range(1, probs.ndim))) if probs.ndim > 1 else np.isfinite(probs)
+    if not isinstance(probs, np.ndarray):
+        raise InferenceError(f"{model_name}: the model's output is {type(probs).__name__}, not an array")
+    if not np.issubdtype(probs.dtype, np.floating):
+        raise InferenceError(f"{model_name}: the model's output is {probs.dtype}, not float probabilities")
+    want = f"[{batch if batch is not None else 'batch'}, {n_labels if n_labels is not None else 'labels'}]"
+    if (probs.ndim != 2 or (batch is not None and probs.shape[0] != batch)
+            or (n_labels is not None and probs.shape[1] != n_labels)):
+        raise InferenceError(f"{model_name}: the model's output has shape {list(probs.shape)}, expected {want} "
+                             f"(one score per label)")
+    ok = np.isfinite(probs).all(axis=1)
     if not ok.all():
         rows = tuple(int(i) for i in np.flatnonzero(~ok))
         raise InferenceError(f"{model_name}: the model computed NaN or infinite scores for {len(rows)} of "
                              f"{len(ok)} clips (batch rows {list(rows[:8])}); the input is outside what it "
                              f"can score", rows)
+    p64 = probs.astype(np.float64)
+    ok = (p64 >= 0).all(axis=1) & (p64 <= 1 + 1e-6).all(axis=1) & (np.abs(p64.sum(axis=1) - 1) <= PROB_TOLERANCE)
+    if not ok.all():
+        rows = tuple(int(i) for i in np.flatnonzero(~ok))
+        r = rows[0]
+        raise InferenceError(f"{model_name}: the model's scores are not probabilities for {len(rows)} of {len(ok)} "
+                             f"clips (batch rows {list(rows[:8])}; row {r}: min {p64[r].min():.3g}, max "
+                             f"{p64[r].max():.3g}, sum {p64[r].sum():.6g}; expected values in [0, 1] summing to 1)",
+                             rows)
     return probs
 
 

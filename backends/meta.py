@@ -43,6 +43,7 @@ def parse_metadata(props: Mapping[str, str], path: str | Path) -> ModelInfo:
     """Validate and decode the metadata of `path`; ModelFileError names the file and the problem."""
     from backends.base import ModelFileError
     from kws.frontends import config_from_dict  # the frontend modules (torch) load with a model, not before
+    from kws.labels import MAX_LABELS, valid_labels
 
     missing = [k for k in REQUIRED if k not in props]
     if missing:
@@ -50,17 +51,26 @@ def parse_metadata(props: Mapping[str, str], path: str | Path) -> ModelInfo:
             f"{path}: ONNX model without the kws frontend metadata (missing {', '.join(missing)}); a backend "
             f"needs the labels and the frontend config to feed the model. Export it with `python export.py REF`.")
     try:
-        labels = tuple(json.loads(props["labels"]))
+        labels = json.loads(props["labels"])
         frontend = config_from_dict(json.loads(props["frontend"]))
     except (ValueError, TypeError) as e:
         raise ModelFileError(f"{path}: unreadable labels/frontend metadata ({e})") from None
-    if not labels or not all(isinstance(s, str) for s in labels):
-        raise ModelFileError(f"{path}: metadata 'labels' is not a non-empty list of strings")
+    if not isinstance(labels, list) or not valid_labels(labels):
+        raise ModelFileError(f"{path}: metadata 'labels' is not a list of 2-{MAX_LABELS} distinct non-empty strings "
+                             f"(got {_describe(labels)})")
+    labels = tuple(labels)
     kind = props["input_kind"]
     if kind not in INPUT_KINDS:
         raise ModelFileError(f"{path}: metadata input_kind={kind!r}, expected one of {INPUT_KINDS}")
     return ModelInfo(model_name=props.get("model_name", Path(path).stem), labels=labels, frontend=frontend,
                      input_kind=kind, precision=props.get("precision", "fp32"), props=dict(props))
+
+
+def _describe(x) -> str:
+    if isinstance(x, list):
+        return f"a list of {len(x)}" + (f" holding {type(next((v for v in x if not isinstance(v, str)), '')).__name__}"
+                                        if not all(isinstance(v, str) for v in x) else "")
+    return f"{type(x).__name__} {str(x)[:40]!r}"
 
 
 def read_onnx_info(path: str | Path) -> ModelInfo:

@@ -151,6 +151,16 @@ class OrtBackend(BackendBase):
         if len(shape) != 2 or shape[1] != info.frontend.clip_samples:
             raise ModelFileError(f"{self.path}: input shape {shape} does not match the metadata's "
                                  f"{info.frontend.clip_samples}-sample clips")
+        out = self.session.get_outputs()[0]
+        dims = out.shape
+        if out.type not in ("tensor(float)", "tensor(double)", "tensor(float16)"):
+            raise ModelFileError(f"{self.path}: its output {out.name!r} is {out.type}, not float probabilities")
+        if dims is not None and len(dims) != 2:
+            raise ModelFileError(f"{self.path}: its output {out.name!r} has shape {dims}, expected [batch, "
+                                 f"{len(info.labels)}] (one score per label)")
+        if dims is not None and isinstance(dims[1], int) and dims[1] != len(info.labels):
+            raise ModelFileError(f"{self.path}: its output gives {dims[1]} scores per clip for the metadata's "
+                                 f"{len(info.labels)} labels")
         if self.spec.precision == "int8" and "quantization" not in props:
             raise ModelFileError(f"{self.path}: {self.name} needs a model made by backends.quantize "
                                  f"(python export.py REF --int8); this one is {info.precision}")

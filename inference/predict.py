@@ -85,16 +85,15 @@ def predict_files(paths: Iterable[str | Path], model: str | Path | None = None, 
         if waves:
             try:
                 probs = be.predict(np.stack(waves))
-                why = "the model computed NaN or infinite scores for this clip"
+                why = ""
             except InferenceError as e:
                 if errors == "raise":
                     if not e.rows:  # the whole call failed (a timeout, a runtime error): its message names the model
                         raise
                     raise type(e)(f"{', '.join(paths[idx[r]] for r in e.rows)}: {e}", e.rows) from None
-                if e.rows:
-                    probs, why = _rescore(be, waves, e.rows), "the model computed NaN or infinite scores for this clip"
-                else:  # no row is to blame: every clip of the call gets the error, the other batches go on
-                    probs, why = [None] * len(waves), str(e)
+                # rows to blame (NaN, not probabilities): the others are scored again without them; none
+                # (a timeout, a runtime failure, a wrong shape): every clip of the call gets the error
+                probs, why = (_rescore(be, waves, e.rows) if e.rows else [None] * len(waves)), str(e)
             for i, pr in zip(idx, probs):
                 results[i] = (_prediction(paths[i], pr, be.labels, top_k) if pr is not None else
                               Prediction(paths[i], None, 0.0, (), f"{paths[i]}: {why}"))

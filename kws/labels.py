@@ -26,6 +26,14 @@ BACKGROUND_NOISE_DIR = "_background_noise_"
 GSC12_LABELS: tuple[str, ...] = GSC12_WORDS + (SILENCE, UNKNOWN)
 
 LABELS_FILE = "class_labels.json"
+MAX_LABELS = 1000  # a classifier head over more is not a keyword spotter (and a file must not size one)
+
+
+def valid_labels(labels: object) -> bool:
+    """Whether `labels`, read from a file (a checkpoint's config, an ONNX file's metadata), is a model's
+    output labels: a list of 2-MAX_LABELS distinct non-empty strings (one string is not a list of letters)."""
+    return (isinstance(labels, (list, tuple)) and 2 <= len(labels) <= MAX_LABELS
+            and all(isinstance(x, str) and x for x in labels) and len(set(labels)) == len(labels))
 
 
 def to_12class(word: str) -> str:

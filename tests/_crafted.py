@@ -227,3 +227,69 @@ def slow_model(nodes: int = 400, size: int = 1000) -> onnx.ModelProto:
     inits = [w, lift, shape, back, cut, numpy_helper.from_array(np.array([0, 0], np.int64), "zeros2"),
              numpy_helper.from_array(np.array([size, size], np.int64), "sizes2")]
     return onnx_model(chain, initializers=inits)
+
+
+def constant_output_model(row, out_type=TensorProto.FLOAT, out_shape=None, props=None) -> onnx.ModelProto:
+    """A graph that answers `row` for every clip (it still reads the input, so nothing folds it away)."""
+    row = np.asarray(row)
+    nodes = [helper.make_node("Reshape", ["waveform", "shape"], ["r"]),
+             helper.make_node("ReduceMean", ["r"], ["m"], axes=[2], keepdims=0),  # [batch, 1]
+             helper.make_node("Mul", ["m", "zero"], ["z"]),
+             helper.make_node("Cast", ["z"], ["zc"], to=helper.np_dtype_to_tensor_dtype(row.dtype)),
+             helper.make_node("Add", ["zc", "row"], ["probs"])]
+    inits = [numpy_helper.from_array(np.array([0, 1, -1], np.int64), "shape"),
+             numpy_helper.from_array(np.array(0.0, np.float32), "zero"),
+             numpy_helper.from_array(row[None] if row.ndim == 1 else row, "row")]
+    return onnx_model(nodes, n_out=row.shape[-1], out_type=out_type, props=props, initializers=inits,
+                      out_shape=out_shape)
+
+
+def _graph(nodes, inits, n_out=2, out_shape=None) -> onnx.ModelProto:
+    return onnx_model(nodes, n_out=n_out, initializers=inits, out_shape=out_shape)
+
+
+# The audit's out-of-contract ONNX files: name -> (model, where it is refused: "load" or "predict").
+# Each must end as ModelFileError (load) or InferenceError (predict) naming the file, never an answer;
+# ORT infers the output shape of some whose declared shape is symbolic, so they are refused at load.
+def output_crafts() -> dict[str, tuple[onnx.ModelProto, str]]:
+    def i64(v, name):
+        return numpy_helper.from_array(np.array(v, np.int64), name)
+
+    many = metadata(labels=[f"w{i}" for i in range(10**6)])
+    return {
+        "confidence 1e30": (constant_output_model(np.array([1e30, 0.0], np.float32)), "predict"),
+        "negative scores": (constant_output_model(np.array([-0.5, 1.5], np.float32)), "predict"),
+        "logits": (constant_output_model(np.array([3.0, 1.0], np.float32)), "predict"),
+        "integer outputs": (constant_output_model(np.array([1, 0], np.int64), TensorProto.INT64), "load"),
+        "integer outputs, type undeclared": (constant_output_model(np.array([1, 0], np.int64), TensorProto.INT64,
+                                                                   out_shape=["batch", "n"]), "load"),
+        "3 scores for 12 labels": (constant_output_model(np.full(3, 1 / 3, np.float32),
+                                                         props=metadata(labels=[f"w{i}" for i in range(12)])), "load"),
+        "3 scores for 12 labels, shape symbolic": (constant_output_model(
+            np.full(3, 1 / 3, np.float32), out_shape=["batch", "n"],
+            props=metadata(labels=[f"w{i}" for i in range(12)])), "load"),
+        "labels as one string": (onnx_model(props=metadata(labels=json.dumps("yes"))), "load"),
+        "duplicate labels": (onnx_model(props=metadata(labels=["yes", "yes"])), "load"),
+        "one label": (onnx_model(props=metadata(labels=["yes"])), "load"),
+        "1e6 labels": (onnx_model(props=many), "load"),
+        "rank 1 output": (_graph([helper.make_node("ReduceMean", ["waveform"], ["probs"], axes=[1], keepdims=0)],
+                                 [], out_shape=["batch"]), "load"),
+        "rank 3 output, shape symbolic": (_graph([helper.make_node("Unsqueeze", ["sm", "ax"], ["probs"]),
+                                                  *onnx_model().graph.node[:2],
+                                                  helper.make_node("Softmax", ["m"], ["sm"], axis=1)],
+                                                 [onnx_model().graph.initializer[0],
+                                                  numpy_helper.from_array(np.array([2], np.int64), "ax")],
+                                                 out_shape=["a", "b", "c"]), "load"),
+        "failing Reshape": (_graph([helper.make_node("Reshape", ["waveform", "s2_7"], ["r"]),
+                                    helper.make_node("ReduceMean", ["r"], ["m"], axes=[1], keepdims=0),
+                                    helper.make_node("Reshape", ["m", "s2_1"], ["m2"]),
+                                    helper.make_node("Concat", ["m2", "m2"], ["c"], axis=1),
+                                    helper.make_node("Softmax", ["c"], ["probs"], axis=1)],
+                                   [i64([7, -1], "s2_7"), i64([-1, 1], "s2_1")]), "predict"),
+        "huge allocation": (_graph([helper.make_node("ConstantOfShape", ["huge"], ["big"]),
+                                    helper.make_node("ReduceMean", ["big"], ["m"], axes=[1], keepdims=0),
+                                    helper.make_node("Reshape", ["m", "s2_1"], ["m2"]),
+                                    helper.make_node("Concat", ["m2", "m2"], ["c"], axis=1),
+                                    helper.make_node("Softmax", ["c"], ["probs"], axis=1)],
+                                   [i64([10**6, 10**12], "huge"), i64([-1, 1], "s2_1")], out_shape=["n", 2]), "predict"),
+    }

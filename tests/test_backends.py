@@ -120,7 +120,7 @@ class RecordingSession:
     def io_binding(self):
         return RecordingBinding(self._real)
 
-    def run_with_iobinding(self, binding):
+    def run_with_iobinding(self, binding, run_options=None):
         binding.run()
 
 

@@ -20,7 +20,7 @@ from cli import train as train_cli
 import zoo
 from kws.audio import CLIP_SAMPLES, SAMPLE_RATE, AudioError, load_audio, stream_audio
 from kws.fsutil import file_lock
-from _crafted import PLACEMENTS
+from _crafted import PLACEMENTS, output_crafts
 from tests._backend_fixtures import make_run
 
 REPO = Path(__file__).resolve().parents[1]
@@ -235,6 +235,59 @@ def test_external_data_anywhere_is_refused_and_never_opened(tmp_path, placement)
                                                       rf".*-> '{DATA_FILE}'"):
                 create_backend(name, path, log=None)
     assert set(names) <= {"outside.onnx"}, names
+
+
+# --------------------------------------------------------------------------- outputs outside the contract
+
+@pytest.mark.parametrize("craft", list(output_crafts()))
+def test_out_of_contract_onnx_outputs_are_never_answers(tmp_path, craft):
+    import inference.predict as kp
+    from backends import InferenceError, ModelFileError, create_backend
+
+    model, where = output_crafts()[craft]
+    path = tmp_path / "contract.onnx"
+    onnx.save(model, str(path))
+    if where == "load":
+        with pytest.raises(ModelFileError, match=r"contract.onnx: "):
+            create_backend("ort-cpu", path, log=None)
+        return
+    be = create_backend("ort-cpu", path, log=None)
+    with pytest.raises(InferenceError, match=r"contract.onnx: "):
+        be.predict(np.zeros((2, CLIP_SAMPLES), np.float32))
+    wav = tmp_path / "a.wav"
+    sf.write(wav, np.full(CLIP_SAMPLES, 0.01, np.float32), SAMPLE_RATE)
+    kp.get_backend.cache_clear()
+    try:
+        res = kp.predict_files([wav, wav], model=path, errors="report")
+    finally:
+        kp.get_backend.cache_clear()
+    assert [r.label for r in res] == [None, None] and all("contract.onnx" in r.error for r in res), res
+
+
+def test_check_output_holds_the_contract():
+    from backends import InferenceError
+    from backends.base import check_output
+
+    good = np.array([[0.25, 0.75], [1.0, 0.0]], np.float32)
+    assert check_output(good, "m", 2, 2) is good
+    for bad, message in [
+        (good.astype(np.int64), "is int64, not float"),
+        (good[:, :1], r"shape \[2, 1\], expected \[2, 2\]"),
+        (good[None], r"shape \[1, 2, 2\]"),
+        (good[0], r"shape \[2\]"),
+        (good[:1], r"shape \[1, 2\], expected \[2, 2\]"),
+        ([[0.5, 0.5]], "is list, not an array"),
+    ]:
+        with pytest.raises(InferenceError, match=message) as e:
+            check_output(bad, "m", 2, 2)
+        assert e.value.rows == ()
+    for row in ([1e30, 0.0], [-0.5, 1.5], [3.0, 1.0], [0.5, 0.4]):
+        x = good.copy()
+        x[1] = row
+        with pytest.raises(InferenceError, match="not probabilities for 1 of 2 clips") as e:
+            check_output(x, "m", 2, 2)
+        assert e.value.rows == (1,)
+    check_output(np.array([[0.5, 0.5 + 5e-4]], np.float32), "m", 2, 1)  # rounding is no error
 
 
 # --------------------------------------------------------------------------- a bounded run

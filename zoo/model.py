@@ -11,10 +11,9 @@ from torch import nn
 
 from kws.frontend import FrontendConfig
 from kws.frontends import AnyFrontendConfig, build_frontend, config_from_dict
-from kws.labels import GSC_V2_WORDS
+from kws.labels import GSC_V2_WORDS, MAX_LABELS, valid_labels
 
 
-MAX_LABELS = 1000  # a classifier head over more is not a keyword spotter (and a file must not size one)
 
 
 @dataclass(frozen=True)
@@ -51,8 +50,7 @@ class ModelConfig:
         name, labels, head = d.get("name"), d.get("labels"), d.get("head", "progressive")
         if not isinstance(name, str) or not is_model(name):
             raise ValueError(f"model config names no registered model ({name!r})")
-        if (not isinstance(labels, list) or not 2 <= len(labels) <= MAX_LABELS
-                or not all(isinstance(x, str) and x for x in labels) or len(set(labels)) != len(labels)):
+        if not isinstance(labels, list) or not valid_labels(labels):
             raise ValueError(f"model config labels must be 2-{MAX_LABELS} distinct non-empty strings")
         if not isinstance(head, str):
             raise ValueError(f"model config head must be a name, got {head!r}")

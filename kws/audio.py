@@ -5,7 +5,9 @@ what is wrong with it, so a data-set scan can list bad files and carry on.
 """
 from __future__ import annotations
 
+import errno
 import math
+import stat
 import struct
 from fractions import Fraction
 from pathlib import Path
@@ -167,22 +169,27 @@ def probe_audio(path: str | Path, max_seconds: float | None = MAX_SECONDS, max_c
     """
     sf = _sf()
     p = Path(path)
-    if not p.exists():
-        raise AudioError(p, "file not found", "missing")
-    if not p.is_file():
-        raise AudioError(p, "not a regular file", "missing")
-    if p.stat().st_size == 0:
+    size = _stat_size(p)
+    if size == 0:
         raise AudioError(p, "empty file (0 bytes)", "empty")
+    try:  # read first by Python: a file it cannot open is one typed error, not an OSError from deeper down
+        with open(p, "rb") as f:
+            head = f.read(12)
+    except OSError as e:
+        raise AudioError(p, f"cannot be read ({e.strerror or e})", "unreadable") from None
     try:
         info = sf.info(str(p))
     except Exception as e:  # libsndfile reports unknown formats and broken headers alike
         msg = str(e).split(":", 1)[-1].strip() if ":" in str(e) else str(e)
         # Judge by content, not by name: a text file called x.wav is "not audio", while a
         # file that starts like audio but fails to parse has a broken or truncated header.
-        if _looks_like_audio(p):
+        if head[:4] in AUDIO_MAGIC:
             raise AudioError(p, f"corrupt or truncated audio header ({msg})", "truncated") from None
         raise AudioError(p, f"not an audio file soundfile can read ({msg})", "not_audio") from None
-    short = _wav_data_shortfall(p)
+    try:
+        short = _wav_data_shortfall(p)
+    except OSError as e:
+        raise AudioError(p, f"cannot be read ({e.strerror or e})", "unreadable") from None
     if short is not None:
         raise AudioError(p, f"truncated: the WAV header promises {short[0]} bytes of audio, the file "
                          f"holds {short[1]}", "truncated")
@@ -310,10 +317,23 @@ def _wav_data_shortfall(p: Path, max_chunks: int = 64) -> tuple[int, int] | None
     return None
 
 
-def _looks_like_audio(p: Path) -> bool:
-    with open(p, "rb") as f:
-        head = f.read(4)
-    return head in (b"RIFF", b"fLaC", b"OggS", b"RIFX", b"FORM")
+AUDIO_MAGIC = (b"RIFF", b"fLaC", b"OggS", b"RIFX", b"FORM", b"RF64")  # how audio files this reader knows begin
+
+
+def _stat_size(p: Path) -> int:
+    """The size of the regular file `p`, or AudioError: missing, a symlink loop, not a file, unreadable."""
+    try:
+        st = p.stat()
+    except FileNotFoundError:
+        raise AudioError(p, "file not found" if not p.is_symlink() else "file not found (a dangling symbolic link)",
+                         "missing") from None
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise AudioError(p, "a symbolic link loop (too many levels of symbolic links)", "missing") from None
+        raise AudioError(p, f"cannot be read ({e.strerror or e})", "unreadable") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise AudioError(p, "not a regular file", "missing")
+    return st.st_size
 
 
 def load_clip(path: str | Path, offset: int | str = "center", length: int = CLIP_SAMPLES) -> np.ndarray:

@@ -97,6 +97,65 @@ def test_every_backend_refuses_nan_scores(run_dir, monkeypatch):
     kp.get_backend.cache_clear()
 
 
+# --------------------------------------------------------------------------- unreadable files
+
+def _deny(monkeypatch, victim: Path) -> None:
+    """Every Python open of `victim` fails as a chmod 000 file does for a user that is not root."""
+    import builtins
+
+    import kws.audio as ka
+
+    real = builtins.open
+
+    def fake_open(file, *a, **k):
+        if Path(str(file)).resolve() == victim.resolve():
+            raise PermissionError(13, "Permission denied", str(file))
+        return real(file, *a, **k)
+
+    monkeypatch.setattr(ka, "open", fake_open, raising=False)
+
+
+def test_an_unreadable_file_is_a_typed_error(tmp_path, monkeypatch, run_dir):
+    import inference.predict as kp
+    from realtime.sources import ReplaySource
+
+    good, bad = tmp_path / "good.wav", tmp_path / "locked.wav"
+    for f in (good, bad):
+        sf.write(f, np.full(CLIP_SAMPLES, 0.01, np.float32), SAMPLE_RATE)
+    _deny(monkeypatch, bad)
+    with pytest.raises(AudioError, match=r"locked.wav: cannot be read \(Permission denied\)") as e:
+        load_audio(bad)
+    assert e.value.kind == "unreadable"
+    with pytest.raises(AudioError, match="locked.wav: cannot be read"):
+        list(stream_audio(bad))
+    with pytest.raises(AudioError, match="locked.wav: cannot be read"):
+        ReplaySource(bad, realtime=False)
+    res = kp.predict_files([good, bad, good], model=run_dir, backend="ort-cpu", errors="report")
+    assert [r.label is not None for r in res] == [True, False, True] and "Permission denied" in res[1].error
+    with pytest.raises(AudioError, match="locked.wav"):
+        kp.predict_audio(bad, model=run_dir)
+    kp.get_backend.cache_clear()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads a chmod 000 file: the monkeypatched test above covers it")
+def test_a_chmod_000_file_is_a_typed_error(tmp_path):
+    bad = tmp_path / "locked.wav"
+    sf.write(bad, np.full(CLIP_SAMPLES, 0.01, np.float32), SAMPLE_RATE)
+    bad.chmod(0)
+    with pytest.raises(AudioError, match="locked.wav: cannot be read"):
+        load_audio(bad)
+
+
+def test_a_symlink_loop_is_not_file_not_found(tmp_path):
+    (tmp_path / "a.wav").symlink_to(tmp_path / "b.wav")
+    (tmp_path / "b.wav").symlink_to(tmp_path / "a.wav")
+    with pytest.raises(AudioError, match="a.wav: a symbolic link loop"):
+        load_audio(tmp_path / "a.wav")
+    (tmp_path / "c.wav").symlink_to(tmp_path / "nowhere.wav")
+    with pytest.raises(AudioError, match=r"c.wav: file not found \(a dangling symbolic link\)"):
+        load_audio(tmp_path / "c.wav")
+
+
 # --------------------------------------------------------------------------- 2: metadata cannot steer the constructor
 
 def _with_config(tmp: Path, name: str, edit) -> Path:

@@ -32,6 +32,16 @@ class Clips:
     def __len__(self) -> int:
         return len(self.waves)
 
+    def fitted(self, length: int) -> "Clips":
+        """The same clips at `length` samples (centred: cut, or zero-padded), for a model whose clips are
+        not 1 s long; these clips themselves when they already are."""
+        if self.waves.shape[1] == length:
+            return self
+        from kws.audio import fit_length
+
+        waves = np.ascontiguousarray(fit_length(self.waves, length), dtype=np.float32)
+        return Clips(waves, self.words, f"{self.source}; centred in {length}-sample clips")
+
 
 @functools.lru_cache(maxsize=4)
 def _dev_files(root: str) -> tuple[str, ...]:

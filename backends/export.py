@@ -29,6 +29,7 @@ from backends.clips import Clips, get_clips
 from backends.meta import FEATURES_TENSOR, FORMAT, read_onnx_info
 from backends.onnxgraph import cpu_session, join, run_batched
 from backends.optimize import optimize
+from kws import safejson
 from kws.fsutil import atomic_path, atomic_write_json, file_lock, sha256_of, sweep_temps, temp_files
 from kws.metrics import top1_agreement
 from kws.paths import exports_dir
@@ -236,8 +237,8 @@ def set_parity(model: "onnx.ModelProto", record: dict) -> None:
 def parity_passed(props: dict[str, str]) -> bool:
     """Whether the metadata holds a parity record of a check that passed (export or quantize wrote it)."""
     try:
-        record = json.loads(props.get("parity", "null"))
-    except (ValueError, TypeError):  # not JSON, not text
+        record = safejson.loads(props.get("parity", "null"), "metadata 'parity'")
+    except ValueError:  # not JSON, not text, too large or too deep
         return False
     return isinstance(record, dict) and record.get("passed") is True
 
@@ -248,11 +249,19 @@ def parity_passed(props: dict[str, str]) -> bool:
 
 def build_metadata(model: "KWSModel", input_kind: str, opset: int, checkpoint_meta: dict | None,
                    source: str | None) -> dict[str, str]:
+    from zoo.checkpoint import CheckpointError
     from zoo.meta import CheckpointMeta
 
     meta = checkpoint_meta or {}
-    facts = CheckpointMeta.from_dict(meta)
     cfg = model.cfg
+    try:  # the figures are the checkpoint's own words: a malformed one is its file's error, said once
+        facts = CheckpointMeta.from_dict(meta)
+        accuracy_summary = facts.accuracy_line()
+        if not isinstance(accuracy_summary, str):
+            raise TypeError(f"accuracy_line gave {type(accuracy_summary).__name__}")
+    except Exception as e:  # noqa: BLE001 - IndexError, KeyError, AttributeError, TypeError, a format error
+        raise CheckpointError(f"{source or cfg.name}: malformed checkpoint metadata 'accuracy' "
+                              f"({type(e).__name__}: {str(e)[:200]}); fix or remove it, then export again") from None
     return {
         "format": FORMAT,
         "model_name": cfg.name,
@@ -266,7 +275,7 @@ def build_metadata(model: "KWSModel", input_kind: str, opset: int, checkpoint_me
         "opset": str(opset),
         "training_data": json.dumps(facts.training_data or "unknown (not in checkpoint)"),
         "accuracy": json.dumps(facts.accuracy or "not measured (no real-speech figure in the checkpoint)"),
-        "accuracy_summary": facts.accuracy_line(),
+        "accuracy_summary": accuracy_summary,
         "latency": json.dumps(facts.latency),
         "pretrained": facts.pretrained or "none",
         "thresholds": json.dumps(facts.thresholds),  # calibrated per-word thresholds ({}: none), for live.py
@@ -324,6 +333,8 @@ def export_onnx(model: "KWSModel", path: str | Path, features_in: bool = False, 
     if opset < 17:
         raise ValueError(f"opset {opset} < 17 is not supported (the frontend needs opset 17 ops)")
     t0 = time.time()
+    kind = "features" if features_in else "waveform"
+    props = build_metadata(model, kind, opset, checkpoint_meta, source)  # first: a malformed meta fails fast
     m = prepare_for_export(model)
     fe = m.cfg.frontend
     feats = torch.zeros(2, *fe.feature_shape)
@@ -336,8 +347,7 @@ def export_onnx(model: "KWSModel", path: str | Path, features_in: bool = False, 
     n_gap = reducemean_to_gap(graph)
     rewrites = optimize(graph)
     graph = ort_basic_optimize(graph)
-    kind = "features" if features_in else "waveform"
-    graph = finalize(graph, build_metadata(model, kind, opset, checkpoint_meta, source))
+    graph = finalize(graph, props)
     if not features_in and FEATURES_TENSOR not in {o for n in graph.graph.node for o in n.output}:
         raise RuntimeError(f"internal: the {FEATURES_TENSOR!r} tensor did not survive optimisation")
     report_parity = None
@@ -346,7 +356,8 @@ def export_onnx(model: "KWSModel", path: str | Path, features_in: bool = False, 
     with atomic_path(path) as tmp:
         tmp.write_bytes(graph.SerializeToString())
         if parity:
-            clips = clips if clips is not None else get_clips(PARITY_CLIPS)
+            # parity clips of the model's own length (1 s clips centred in it, when it is not 1 s)
+            clips = (clips if clips is not None else get_clips(PARITY_CLIPS)).fitted(fe.clip_samples)
             report_parity = check_parity(tmp, model, clips, features_in)
             if log:
                 log(f"{Path(path).name}: {report_parity.line()}")
@@ -445,8 +456,8 @@ def _cached(path: Path) -> bool:
         return False
     try:
         info = read_onnx_info(path)
-        tools = json.loads(info.props.get("export_tools", "{}"))
-    except (ModelFileError, OSError, json.JSONDecodeError):
+        tools = safejson.loads(info.props.get("export_tools", "{}"), "metadata 'export_tools'")
+    except (ModelFileError, OSError, ValueError):
         return False
     return isinstance(tools, dict) and tools.get("export_version") == EXPORT_VERSION and parity_passed(info.props)
 

@@ -5,10 +5,11 @@ structured); read back here from onnxruntime's `custom_metadata_map` or from onn
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Mapping
+
+from kws import safejson
 
 if TYPE_CHECKING:
     import onnx
@@ -19,6 +20,7 @@ FORMAT = "kws-onnx/1"
 INPUT_KINDS = ("waveform", "features", "stream")  # stream: backends.streaming's chunk + state graph
 FEATURES_TENSOR = "features"  # the frontend -> network boundary inside a waveform-in graph
 REQUIRED = ("labels", "frontend", "input_kind")
+MAX_PROPS = 256  # metadata entries (an export writes about 20)
 # Ops that run a subgraph a data-dependent number of times (or pick one): no export of this
 # project contains them (the TorchScript traces unroll every loop), and a Loop of 1e12 trips would
 # hold a session for hours. A graph that holds one, at any depth, is refused before it is run.
@@ -34,9 +36,18 @@ class ModelInfo:
     precision: str  # "fp32" or "int8" (an int8 export that fell back to fp32 says "fp32")
     props: dict[str, str] = field(default_factory=dict)  # every metadata_props entry, raw
 
+    path: str = ""  # the file the metadata came from (what a ModelFileError names)
+
     def json(self, key: str, default=None):
-        """A JSON-valued property, decoded (default when absent)."""
-        return json.loads(self.props[key]) if key in self.props else default
+        """A JSON-valued property, decoded (default when absent); ModelFileError naming the file when bad."""
+        from backends.base import ModelFileError
+
+        if key not in self.props:
+            return default
+        try:
+            return safejson.loads(self.props[key], f"metadata {key!r}")
+        except ValueError as e:
+            raise ModelFileError(f"{self.path or self.model_name}: {e}") from None
 
 
 def parse_metadata(props: Mapping[str, str], path: str | Path) -> ModelInfo:
@@ -51,8 +62,8 @@ def parse_metadata(props: Mapping[str, str], path: str | Path) -> ModelInfo:
             f"{path}: ONNX model without the kws frontend metadata (missing {', '.join(missing)}); a backend "
             f"needs the labels and the frontend config to feed the model. Export it with `python export.py REF`.")
     try:
-        labels = json.loads(props["labels"])
-        frontend = config_from_dict(json.loads(props["frontend"]))
+        labels = safejson.loads(props["labels"], "metadata 'labels'")
+        frontend = config_from_dict(safejson.loads(props["frontend"], "metadata 'frontend'"))
     except (ValueError, TypeError) as e:
         raise ModelFileError(f"{path}: unreadable labels/frontend metadata ({e})") from None
     if not isinstance(labels, list) or not valid_labels(labels):
@@ -63,7 +74,7 @@ def parse_metadata(props: Mapping[str, str], path: str | Path) -> ModelInfo:
     if kind not in INPUT_KINDS:
         raise ModelFileError(f"{path}: metadata input_kind={kind!r}, expected one of {INPUT_KINDS}")
     return ModelInfo(model_name=props.get("model_name", Path(path).stem), labels=labels, frontend=frontend,
-                     input_kind=kind, precision=props.get("precision", "fp32"), props=dict(props))
+                     input_kind=kind, precision=props.get("precision", "fp32"), props=dict(props), path=str(path))
 
 
 def _describe(x) -> str:
@@ -105,6 +116,9 @@ def read_onnx_info(path: str | Path) -> ModelInfo:
             raise ModelFileError(f"{p}: metadata entry {m.key!r} is not UTF-8 text")
         if m.key in props:
             raise ModelFileError(f"{p}: metadata key {m.key!r} appears twice (onnx.checker refuses such a model)")
+        if len(m.value) > safejson.MAX_CHARS or len(props) >= MAX_PROPS:
+            raise ModelFileError(f"{p}: metadata {m.key!r} is {len(m.value):,} characters long or one of over "
+                                 f"{MAX_PROPS} entries; kws metadata is a few kB")
         props[m.key] = m.value
     return parse_metadata(props, p)
 

@@ -172,12 +172,13 @@ class OrtBackend(BackendBase):
                            lambda: setattr(ro, "terminate", True), self.call_timeout(), str(self.path))
 
     def model_meta(self) -> CheckpointMeta:
-        import json
-
         from zoo.meta import CheckpointMeta
 
         # the export copies the checkpoint's calibrated thresholds into the file's metadata
-        return CheckpointMeta(thresholds=json.loads(self.info.props.get("thresholds", "{}")) or {})
+        thresholds = self.info.json("thresholds", {}) or {}
+        if not isinstance(thresholds, dict):
+            raise ModelFileError(f"{self.path}: metadata 'thresholds' is not a JSON object")
+        return CheckpointMeta(thresholds=thresholds)
 
     def features_predictor(self, model_ref: str | Path) -> tuple[FeaturesFn | None, str]:
         """The features-in export of the same checkpoint, with this backend's session options and provider."""

@@ -334,8 +334,9 @@ def quantize_int8(fp32_path: str | Path, out_path: str | Path, calib: Clips | No
         front, net = split(full)
     except ModelFileError as e:
         raise ModelFileError(f"{fp32_path}: {e}") from None
-    calib = calib if calib is not None else get_clips(CALIB_CLIPS, "calib")
-    evalset = evalset if evalset is not None else get_clips(EVAL_CLIPS, "eval")
+    n = info.frontend.clip_samples  # the model's clip length (1 s for every zoo model, any 1-160000 in a file)
+    calib = (calib if calib is not None else get_clips(CALIB_CLIPS, "calib")).fitted(n)
+    evalset = (evalset if evalset is not None else get_clips(EVAL_CLIPS, "eval")).fitted(n)
     fp32_sess = cpu_session(str(fp32_path), threads)
     front_sess = cpu_session(front.SerializeToString(), threads)
     calib_feats = run_batched(front_sess, calib.waves)

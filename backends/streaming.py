@@ -359,7 +359,7 @@ def read_stream_info(path: str | Path):
         raise ModelFileError(f"{path}: not a streaming export (input kind {info.input_kind!r}); make one with "
                              f"`python export.py REF --streaming`")
     try:
-        spec = StreamSpec.from_dict(json.loads(info.props["stream"]))
+        spec = StreamSpec.from_dict(info.json("stream"))
     except (ValueError, TypeError) as e:
         raise ModelFileError(f"{path}: unreadable streaming metadata ({e})") from None
     if spec.labels and tuple(spec.labels) != tuple(info.labels):

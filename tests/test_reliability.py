@@ -224,6 +224,88 @@ def test_broken_checkpoints_are_one_line_errors(tmp_path):
         zoo.load_checkpoint(big)
 
 
+DEEP = "[" * 100_000 + "]" * 100_000  # RecursionError in json.loads
+
+
+def _with_metadata(tmp: Path, name: str, **values: str) -> Path:
+    """A real dscnn checkpoint with raw header metadata strings replaced."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    src = zoo.save_checkpoint(zoo.create_model("dscnn"), tmp / "src.safetensors")
+    with safe_open(str(src), framework="pt") as f:
+        md, tensors = dict(f.metadata()), {k: f.get_tensor(k) for k in f.keys()}
+    save_file(tensors, str(tmp / name), metadata={**md, **values})
+    return tmp / name
+
+
+@pytest.mark.parametrize("key", ["meta", "config"])
+def test_deeply_nested_checkpoint_metadata_is_a_typed_error(tmp_path, key):
+    from zoo.checkpoint import CheckpointError, read_header
+
+    path = _with_metadata(tmp_path, "deep.safetensors", **{key: DEEP})
+    for read in (zoo.load_checkpoint, read_header):
+        with pytest.raises(CheckpointError, match=r"deep.safetensors: .*nests 100000 levels deep"):
+            read(path)
+    path = _with_metadata(tmp_path, "big.safetensors", meta='"' + "x" * (5 << 20) + '"')
+    with pytest.raises(CheckpointError, match=r"big.safetensors: .*characters long"):
+        zoo.load_checkpoint(path)
+
+
+@pytest.mark.parametrize("key", ["labels", "frontend", "quantization", "thresholds", "parity", "export_tools"])
+def test_deeply_nested_onnx_metadata_is_a_typed_error(tmp_path, key):
+    from backends import ModelFileError, create_backend
+    from backends.export import parity_passed
+    from backends.meta import read_onnx_info
+    from _crafted import metadata, onnx_model
+
+    path = tmp_path / "deep.onnx"
+    onnx.save(onnx_model(props={**metadata(), key: DEEP}), str(path))
+    if key in ("labels", "frontend"):
+        with pytest.raises(ModelFileError, match=r"deep.onnx: .*nests 100000 levels deep"):
+            read_onnx_info(path)
+        return
+    info = read_onnx_info(path)
+    assert parity_passed(info.props) is False
+    if key in ("quantization", "thresholds"):
+        with pytest.raises(ModelFileError, match=r"deep.onnx: metadata .* nests 100000 levels deep"):
+            create_backend("ort-cpu", path, log=None).model_meta()
+
+
+@pytest.mark.parametrize("accuracy, error", [
+    ({"acc12": {"value": 0.5, "ci95": [0.4]}}, "IndexError"),
+    ({"acc12": 5}, "AttributeError"),
+    ({"acc12": {"ci95": [0.4, 0.6]}}, "KeyError"),
+    ({"acc12": {"value": "high", "ci95": [0.4, 0.6]}}, "ValueError"),
+])
+def test_malformed_accuracy_is_a_typed_error_naming_the_file(tmp_path, monkeypatch, capsys, accuracy, error):
+    from backends import create_backend
+    from cli.export import main as export_main
+    from zoo.checkpoint import CheckpointError
+
+    monkeypatch.setenv("KWS_EXPORTS", str(tmp_path / "exports"))
+    path = zoo.save_checkpoint(zoo.create_model("dscnn"), tmp_path / "acc.safetensors", {"accuracy": accuracy})
+    with pytest.raises(CheckpointError, match=rf"acc.safetensors: malformed checkpoint metadata 'accuracy' \({error}"):
+        create_backend("ort-cpu", path, log=None)
+    assert export_main([str(path), "-o", str(tmp_path / "out.onnx")]) == 1
+    err = capsys.readouterr().err
+    assert "acc.safetensors: malformed" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out.onnx").exists()
+
+
+def test_a_non_default_clip_length_exports_with_parity_clips_of_that_length(tmp_path, monkeypatch):
+    from backends import create_backend
+    from backends.export import export_onnx
+
+    monkeypatch.setenv("KWS_EXPORTS", str(tmp_path / "exports"))
+    path = _with_config(tmp_path, "half.safetensors", lambda c: c["frontend"].update(clip_samples=8000))
+    model, meta = zoo.load_checkpoint(path)
+    rep = export_onnx(model, tmp_path / "half.onnx", checkpoint_meta=meta, log=None)
+    assert rep.parity.top1_agreement == 1.0 and "8000-sample clips" in rep.parity.clips
+    be = create_backend("ort-cpu", tmp_path / "half.onnx", log=None)
+    assert be.frontend.clip_samples == 8000 and be.predict(np.zeros((2, 8000), np.float32)).shape == (2, len(be.labels))
+
+
 # --------------------------------------------------------------------------- 3, 4: the export cache
 
 def test_an_unchecked_cache_entry_is_not_a_hit(run_dir):

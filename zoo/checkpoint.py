@@ -7,6 +7,7 @@ from typing import Callable, Mapping
 
 import torch
 
+from kws import safejson
 from kws.fsutil import atomic_path
 from zoo import wquant
 from zoo.meta import LEGACY_KEYS, CheckpointMeta
@@ -113,9 +114,9 @@ def _read(p: Path, tensors: dict[str, torch.Tensor] | None) -> tuple[ModelConfig
     except ValueError as e:
         raise CheckpointError(f"{p}: {e}") from None
     try:
-        meta = json.loads(md.get("meta", "{}"))
-    except json.JSONDecodeError as e:
-        raise CheckpointError(f"{p}: its 'meta' metadata is not valid JSON ({e})") from None
+        meta = safejson.loads(md.get("meta", "{}"), "its 'meta' metadata")
+    except ValueError as e:
+        raise CheckpointError(f"{p}: {e}") from None
     if not isinstance(meta, dict):
         raise CheckpointError(f"{p}: its 'meta' metadata must be a JSON object, got {type(meta).__name__}")
     return cfg, meta

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from kws import safejson
 from kws.frontend import FrontendConfig
 from kws.frontends import AnyFrontendConfig, build_frontend, config_from_dict
 from kws.labels import GSC_V2_WORDS, MAX_LABELS, valid_labels
@@ -41,10 +42,7 @@ class ModelConfig:
         the constructor arguments that model's family accepts from a file (zoo.registry)."""
         from zoo.registry import check_file_kwargs, is_model
 
-        try:
-            d = json.loads(s)
-        except (json.JSONDecodeError, TypeError) as e:
-            raise ValueError(f"model config is not valid JSON ({e})") from None
+        d = safejson.loads(s, "model config")  # ValueError: not text, not JSON, too large or too deep
         if not isinstance(d, dict):
             raise ValueError(f"model config must be a JSON object, got {type(d).__name__}")
         name, labels, head = d.get("name"), d.get("labels"), d.get("head", "progressive")

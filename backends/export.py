@@ -30,7 +30,7 @@ from backends.meta import FEATURES_TENSOR, FORMAT, read_onnx_info
 from backends.onnxgraph import cpu_session, join, run_batched
 from backends.optimize import optimize
 from kws import safejson
-from kws.fsutil import atomic_path, atomic_write_json, file_lock, sha256_of, sweep_temps, temp_files
+from kws.fsutil import LockedError, atomic_path, atomic_write_json, file_lock, sha256_of, sweep_temps, temp_files
 from kws.metrics import top1_agreement
 from kws.paths import exports_dir
 
@@ -48,6 +48,10 @@ PARITY_CLIPS = 64
 
 class ParityError(RuntimeError):
     """The exported graph does not give PyTorch's answers."""
+
+
+class ExportCacheError(OSError):
+    """The exports cache cannot be written (read-only, no space); the message names it and the way out."""
 
 
 @dataclass(frozen=True)
@@ -441,7 +445,15 @@ def _int8_name() -> str:
 def _entry_lock(folder: Path) -> Iterator[None]:
     """Exclusive while one process exports or quantizes into a cache entry; on entry, what a
     killed exporter left there (temporaries) is swept: under this lock nobody else writes them."""
-    with file_lock(folder / ".lock", what="this export cache entry"):
+    with contextlib.ExitStack() as held:
+        try:
+            held.enter_context(file_lock(folder / ".lock", what="this export cache entry"))
+        except LockedError:
+            raise
+        except OSError as e:
+            raise ExportCacheError(e.errno, f"the exports cache is not writable ({e.strerror or e}); an ONNX backend "
+                                   f"exports a checkpoint there on first use: set $KWS_EXPORTS to a writable "
+                                   f"folder, or pass an exported .onnx file", str(folder)) from None
         sweep_temps(temp_files(folder))
         yield
 

@@ -46,7 +46,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (>= 17; default 17; needs -o)")
     p.add_argument("--clips", type=int, default=None, help="parity clips (default 64; needs -o)")
     p.add_argument("--json", type=Path, help="write the export/quantization report as JSON")
+    p.add_argument("--force", action="store_true", help="overwrite an existing -o file that is not an ONNX model")
     return p
+
+
+def check_destination(out: Path, force: bool = False) -> None:
+    """-o names a file to write: never a directory, and an existing file only when it is an ONNX model
+    (a re-export) or with --force, so a typo cannot replace a checkpoint or a report with a graph."""
+    if out.is_dir():
+        raise ValueError(f"{out}: is a directory; -o names the .onnx file to write (e.g. {out / 'model.onnx'})")
+    if out.exists() and not force and not _is_onnx(out):
+        raise ValueError(f"{out}: exists and is not an ONNX model; pass --force to overwrite it")
+
+
+def _is_onnx(path: Path) -> bool:
+    import onnx
+
+    try:
+        return bool(onnx.load(str(path), load_external_data=False).graph.node)
+    except Exception:  # noqa: BLE001 - DecodeError, a text file, anything: not a model
+        return False
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     except ParityError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except (ModelFileError, FileNotFoundError, ValueError) as e:
+    except (ModelFileError, FileNotFoundError, ValueError, OSError) as e:  # OSError: a read-only destination
         print(f"error: {e}", file=sys.stderr)
         return 1
     if args.json:
@@ -76,6 +95,8 @@ def run(args: argparse.Namespace) -> dict:
 
     if args.features_in and args.int8:
         raise ValueError("--int8 builds a waveform-in model; drop --features-in")
+    if args.out is not None:
+        check_destination(args.out, args.force)
     if args.streaming:
         return run_streaming(args)
     if (args.opset or args.clips) and not args.out:

@@ -42,7 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         preds = predict_files(args.files, model=args.model, backend=args.backend, batch_size=args.batch_size,
                               threads=args.threads, errors="report", timeout_s=args.timeout)
-    except (BackendUnavailable, ModelFileError, InferenceError, FileNotFoundError, ValueError) as e:
+    except (BackendUnavailable, ModelFileError, InferenceError, FileNotFoundError, ValueError, OSError) as e:
+        # OSError: an exports cache that cannot be written (backends.export.ExportCacheError names it)
         print(f"error: {e}", file=sys.stderr)
         return 1
     if args.json:

@@ -45,6 +45,17 @@ def build_parser(doc: str = __doc__) -> argparse.ArgumentParser:
     return p
 
 
+def check_out(out: Path) -> None:
+    """--out names a run folder: refused when it is a file, made now when it can be (so that a read-only
+    destination fails in a second, not after the data is loaded)."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: is an existing file, not a run folder; name a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"--out {out}: cannot create the run folder ({e.strerror or e})") from None
+
+
 def main(argv: list[str] | None = None, doc: str = __doc__) -> int:
     from kws.data import DataError
     from kws.pretrained import PretrainedFileError
@@ -66,11 +77,16 @@ def main(argv: list[str] | None = None, doc: str = __doc__) -> int:
         if print_only:
             print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
             return 0
+        if not resume and cfg.out:
+            check_out(Path(cfg.out))
         from training.trainer import train
 
         train(cfg, resume=resume, stop_after_epochs=stop_after)
     except (ConfigError, DataError, PretrainedUnavailable, PretrainedFileError, RunFileError,
             FileNotFoundError) as e:
+        print(f"train.py: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a destination that cannot be written (read-only, full): one line naming it
         print(f"train.py: error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -7,6 +7,7 @@ while it holds the lock (`file_lock`) that guards the folder's writers.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -21,10 +22,19 @@ TEMP_SUFFIX = ".tmp"
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path in the same folder; rename it over `path` on success."""
+    """Yield a temporary path in the same folder; rename it over `path` on success.
+
+    A destination that cannot be written (a read-only folder or file system) is an OSError whose
+    filename is `path` itself, not the temporary's name: its message names what the caller asked for.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "is a directory, not a file", str(path))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
+    except OSError as e:
+        raise type(e)(e.errno, f"cannot write here ({e.strerror or e})", str(path)) from None
     os.close(fd)
     tmp_path = Path(tmp)
     try:

@@ -293,3 +293,44 @@ def output_crafts() -> dict[str, tuple[onnx.ModelProto, str]]:
                                     helper.make_node("Softmax", ["c"], ["probs"], axis=1)],
                                    [i64([10**6, 10**12], "huge"), i64([-1, 1], "s2_1")], out_shape=["n", 2]), "predict"),
     }
+
+
+def deny_writes(monkeypatch, folder: Path) -> None:
+    """Make `folder` read-only for this process, as a read-only mount is (the tests run as root, which
+    a chmod does not stop): creating or writing any path under it raises OSError EROFS."""
+    import builtins
+    import errno
+    import io
+
+    folder = Path(folder).resolve()
+
+    def under(p) -> bool:
+        try:
+            return Path(os.fsdecode(p)).resolve().is_relative_to(folder)
+        except (TypeError, ValueError, OSError):
+            return False
+
+    def refuse(p):
+        raise OSError(errno.EROFS, "Read-only file system", os.fsdecode(p))
+
+    real_os_open, real_mkdir, real_open = os.open, os.mkdir, builtins.open
+
+    def os_open(path, flags, *a, **k):
+        if flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT) and under(path):
+            refuse(path)
+        return real_os_open(path, flags, *a, **k)
+
+    def mkdir(path, *a, **k):
+        if under(path):
+            refuse(path)
+        return real_mkdir(path, *a, **k)
+
+    def py_open(file, mode="r", *a, **k):
+        if isinstance(file, (str, bytes, os.PathLike)) and any(c in mode for c in "wax+") and under(file):
+            refuse(file)
+        return real_open(file, mode, *a, **k)
+
+    monkeypatch.setattr(os, "open", os_open)
+    monkeypatch.setattr(os, "mkdir", mkdir)
+    monkeypatch.setattr(builtins, "open", py_open)
+    monkeypatch.setattr(io, "open", py_open)

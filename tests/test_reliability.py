@@ -536,6 +536,71 @@ def test_live_gives_up_on_a_wedged_model(tmp_path, capsys, monkeypatch):
     assert time.monotonic() - t < 20
 
 
+# --------------------------------------------------------------------------- output paths
+
+def _one_line_error(capsys, *needles: str) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    for n in needles:
+        assert n in err, err
+    return err
+
+
+def test_export_refuses_a_directory_and_a_file_it_did_not_write(run_dir, tmp_path, capsys):
+    from cli.export import main as export_main
+
+    (tmp_path / "out").mkdir()
+    assert export_main([str(run_dir), "-o", str(tmp_path / "out")]) == 1
+    _one_line_error(capsys, "out: is a directory")
+    ckpt = tmp_path / "precious.onnx"
+    ckpt.write_bytes(b"not a model, but someone's file")
+    assert export_main([str(run_dir), "-o", str(ckpt)]) == 1
+    _one_line_error(capsys, "precious.onnx: exists and is not an ONNX model; pass --force")
+    assert ckpt.read_bytes() == b"not a model, but someone's file"
+    assert export_main([str(run_dir), "-o", str(ckpt), "--force"]) == 0
+    assert onnx.load(str(ckpt)).graph.node
+    assert export_main([str(run_dir), "-o", str(ckpt)]) == 0  # an ONNX model there: a re-export replaces it
+
+
+def test_a_read_only_destination_is_a_one_line_error(run_dir, tmp_path, capsys, monkeypatch):
+    from backends import create_backend
+    from backends.export import ExportCacheError
+    from cli.export import main as export_main
+    from cli.predict import main as predict_main
+    from _crafted import deny_writes
+
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    wav = tmp_path / "a.wav"
+    sf.write(wav, np.full(CLIP_SAMPLES, 0.01, np.float32), SAMPLE_RATE)
+    deny_writes(monkeypatch, ro)
+    assert export_main([str(run_dir), "-o", str(ro / "m.onnx")]) == 1
+    _one_line_error(capsys, f"{ro / 'm.onnx'}", "Read-only file system")
+
+    monkeypatch.setenv("KWS_EXPORTS", str(ro / "exports"))  # a cold cache on a read-only disk
+    with pytest.raises(ExportCacheError, match="the exports cache is not writable .*KWS_EXPORTS"):
+        create_backend("ort-cpu", run_dir, log=None)
+    assert export_main([str(run_dir)]) == 1
+    _one_line_error(capsys, str(ro / "exports"), "exports cache is not writable")
+    import inference.predict as kp
+
+    kp.get_backend.cache_clear()
+    assert predict_main([str(wav), "--model", str(run_dir)]) == 1
+    _one_line_error(capsys, str(ro / "exports"), "exports cache is not writable")
+    kp.get_backend.cache_clear()
+
+    assert train_cli.main([*RUN, "--data", "synth", "--out", str(ro / "run")]) == 2
+    _one_line_error(capsys, f"--out {ro / 'run'}: cannot create the run folder (Read-only file system)")
+
+
+def test_train_refuses_an_existing_file_as_its_run_folder(tmp_path, capsys):
+    f = tmp_path / "notes.txt"
+    f.write_text("mine")
+    assert train_cli.main([*RUN, "--data", "synth", "--out", str(f)]) == 2
+    _one_line_error(capsys, "notes.txt: is an existing file, not a run folder")
+    assert f.read_text() == "mine"
+
+
 # --------------------------------------------------------------------------- 5, 6, 7: run folders
 
 RUN = ["--model", "dscnn", "--batch-size", "8", "--no-progress", "--epochs", "1"]

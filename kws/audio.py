@@ -22,6 +22,11 @@ INT16_SCALE = 32768.0  # PCM16 full scale: x / 32768 is exactly what soundfile r
 MAX_SECONDS = 600.0  # longer files are almost always a mistake (a whole recording session)
 MIN_SAMPLE_RATE = 4_000  # below this there is no speech band left to resample from
 MAX_SAMPLE_RATE = 384_000
+MIN_SECONDS = 0.05  # shorter is no word (the shortest Speech Commands clips are ~0.2 s): refused, not answered
+# The polyphase filter is 20 * max(up, down) taps: a prime rate (383,999 Hz: up 16000, down 383999)
+# would design 7.7 M taps. Past this term the ratio is approximated (at most 0.1 % off, far below
+# what a keyword's pitch or tempo varies by), so every rate costs about what 44.1 kHz does.
+MAX_RESAMPLE_TERM = 1000
 SUPPORTED_SUFFIXES = (".wav", ".flac", ".ogg")
 # Float files may go past full scale (1.0), but not by four orders of magnitude: a sample of
 # 3e38 is a corrupt file, and it overflows the log-mel frontend into a NaN "prediction".
@@ -59,13 +64,22 @@ def _sf():
     return soundfile
 
 
+def resample_ratio(orig_sr: int, target_sr: int = SAMPLE_RATE) -> Fraction:
+    """up/down of the resampler: target/orig exactly, or its nearest fraction whose terms are at most
+    MAX_RESAMPLE_TERM (for rates such as 383,999 Hz whose exact ratio has huge terms)."""
+    ratio = Fraction(target_sr, orig_sr)
+    if max(ratio.numerator, ratio.denominator) <= MAX_RESAMPLE_TERM:
+        return ratio
+    return ratio.limit_denominator(max(1, MAX_RESAMPLE_TERM // max(1, math.ceil(ratio))))
+
+
 def resample(x: np.ndarray, orig_sr: int, target_sr: int = SAMPLE_RATE) -> np.ndarray:
     """Band-limited polyphase resampling (Kaiser-windowed FIR, scipy.signal.resample_poly)."""
     if orig_sr == target_sr:
         return x.astype(np.float32, copy=False)
     from scipy.signal import resample_poly
 
-    ratio = Fraction(target_sr, orig_sr)
+    ratio = resample_ratio(orig_sr, target_sr)
     y = resample_poly(x, ratio.numerator, ratio.denominator, axis=-1)
     return y.astype(np.float32, copy=False)
 
@@ -101,7 +115,7 @@ class ResampleStream:
     """
 
     def __init__(self, orig_sr: int, target_sr: int = SAMPLE_RATE) -> None:
-        ratio = Fraction(target_sr, orig_sr)
+        ratio = resample_ratio(orig_sr, target_sr)
         self.up, self.down = ratio.numerator, ratio.denominator
         half_len = 10 * max(self.up, self.down)  # resample_poly's filter half length (upsampled samples)
         self.margin = self.down * (math.ceil(half_len / (self.up * self.down)) + 2)  # input samples
@@ -142,7 +156,7 @@ class ResampleStream:
 
 def resampled_length(frames: int, orig_sr: int, target_sr: int = SAMPLE_RATE) -> int:
     """Samples that `resample` makes of `frames` input samples."""
-    ratio = Fraction(target_sr, orig_sr)
+    ratio = resample_ratio(orig_sr, target_sr)
     n = frames * ratio.numerator
     return n // ratio.denominator + bool(n % ratio.denominator)
 
@@ -162,7 +176,8 @@ def check_waveform(x: np.ndarray, path: str | Path = "<array>") -> np.ndarray:
     return x
 
 
-def probe_audio(path: str | Path, max_seconds: float | None = MAX_SECONDS, max_channels: int = 2) -> Any:
+def probe_audio(path: str | Path, max_seconds: float | None = MAX_SECONDS, max_channels: int = 2,
+                min_seconds: float | None = MIN_SECONDS) -> Any:
     """Every check that needs no sample data (existence, format, header, length, rate, channels).
 
     Returns soundfile's info for the file; raises AudioError naming the file and the problem.
@@ -198,6 +213,9 @@ def probe_audio(path: str | Path, max_seconds: float | None = MAX_SECONDS, max_c
     if not (MIN_SAMPLE_RATE <= info.samplerate <= MAX_SAMPLE_RATE):
         raise AudioError(p, f"unsupported sample rate {info.samplerate} Hz "
                          f"(expected {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz)", "sample_rate")
+    if min_seconds and info.frames < min_seconds * info.samplerate:
+        raise AudioError(p, f"audio is {info.frames} samples ({1000 * info.frames / info.samplerate:.1f} ms) long, "
+                         f"under the {1000 * min_seconds:.0f} ms a word needs", "too_short")
     if info.channels < 1 or info.channels > max_channels:
         raise AudioError(p, f"unsupported channel layout: {info.channels} channels "
                          f"(mono or stereo expected; downmix it first)", "channels")

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import tracemalloc
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -154,6 +155,40 @@ def test_a_symlink_loop_is_not_file_not_found(tmp_path):
     (tmp_path / "c.wav").symlink_to(tmp_path / "nowhere.wav")
     with pytest.raises(AudioError, match=r"c.wav: file not found \(a dangling symbolic link\)"):
         load_audio(tmp_path / "c.wav")
+
+
+def test_a_one_sample_file_is_refused_not_answered(tmp_path, run_dir):
+    import inference.predict as kp
+
+    sf.write(tmp_path / "one.wav", np.full(1, 0.5, np.float32), SAMPLE_RATE)
+    with pytest.raises(AudioError, match=r"one.wav: audio is 1 samples \(0.1 ms\) long, under the 50 ms") as e:
+        load_audio(tmp_path / "one.wav")
+    assert e.value.kind == "too_short"
+    (res,) = kp.predict_files([tmp_path / "one.wav"], model=run_dir, backend="ort-cpu", errors="report")
+    assert res.label is None and "under the 50 ms" in res.error
+    kp.get_backend.cache_clear()
+
+
+def test_a_prime_sample_rate_costs_what_a_common_one_does(tmp_path):
+    from kws.audio import resample_ratio, resampled_length
+
+    rate = 383_999  # prime: its exact ratio to 16 kHz is 16000/383999
+    x = (0.3 * np.sin(np.arange(rate) * 2 * np.pi * 440 / rate)).astype(np.float32)
+    sf.write(tmp_path / "prime.wav", x, rate, subtype="FLOAT")
+    assert resample_ratio(rate) == Fraction(1, 24) and resample_ratio(44_100) == Fraction(160, 441)  # exact
+    load_audio(tmp_path / "prime.wav")  # imports scipy.signal outside the measurement
+    tracemalloc.start()
+    try:
+        t = time.process_time()
+        y = load_audio(tmp_path / "prime.wav")
+        cpu = time.process_time() - t
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert y.size == resampled_length(rate, rate) and abs(y.size - SAMPLE_RATE) <= 1
+    assert peak < 40 * 2**20, f"{peak / 2**20:.0f} MB"  # the file is 1.5 MB; the exact filter alone was 270 MB
+    assert cpu < 1.0  # the exact filter took seconds
+    assert np.array_equal(np.concatenate(list(stream_audio(tmp_path / "prime.wav", block_s=0.3))), y)
 
 
 # --------------------------------------------------------------------------- 2: metadata cannot steer the constructor

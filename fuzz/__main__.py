@@ -118,6 +118,11 @@ def report_markdown(doc: dict) -> str:
         lines.append(f"| {r['target']} | {readers.get(r['target'], '')} | {r.get('cases', 0):,} | "
                      f"{r.get('seconds', 0):.0f} | {r.get('cases_per_s') or 0:.0f} | {out.get('valid', 0):,} | "
                      f"{typed:,} | {r.get('unexpected', 0)} |")
+    for r in rows:
+        if "past_header_share" in r:
+            lines += ["", f"{r['target']}: {r['past_header']:,} of {r.get('cases', 0):,} cases "
+                      f"({100 * r['past_header_share']:.1f} %) got past the header to the decoder (the rest ended as "
+                      f"not audio or a broken header); slowest case {r.get('slowest_case_s', 0):.2f} s."]
     lines += ["", "Typed errors by kind:", ""]
     for r in rows:
         kinds = ", ".join(f"{k} {v:,}" for k, v in r.get("outcomes", {}).items() if k not in ("valid",))
@@ -152,8 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     findings = Path(args.findings) if args.findings else Path(tempfile.mkdtemp(prefix="kws-fuzz-findings-"))
     rows = run_targets(targets, args.cases, args.seed, args.engine, findings, args.max_seconds, args.parallel)
     for r in rows:
+        past = f"  past header {100 * r['past_header_share']:.1f} %" if "past_header_share" in r else ""
         print(f"{r['target']:12s} {r.get('cases', 0):8,} cases in {r.get('seconds', 0):6.1f} s  "
-              f"unexpected {r.get('unexpected', 0)}  {r.get('outcomes', {})}", file=sys.stderr)
+              f"unexpected {r.get('unexpected', 0)}{past}  {r.get('outcomes', {})}", file=sys.stderr)
     if args.out:
         from kws.runinfo import write_results
 

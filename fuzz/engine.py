@@ -41,9 +41,11 @@ class Tally:
         self.unexpected: list[dict[str, str]] = []
         self.n = 0
         self.slowest_s = 0.0
+        self.header_outcomes: tuple[str, ...] = ()
         self.t0 = time.perf_counter()
 
     def case(self, tgt: Target, data: bytes) -> None:
+        self.header_outcomes = tgt.header_outcomes
         t = time.perf_counter()
         try:
             outcome = tgt.run(data)
@@ -72,6 +74,9 @@ class Tally:
                "cases_per_s": round(self.n / seconds, 1) if seconds > 0 else None,
                "slowest_case_s": round(self.slowest_s, 3),
                "outcomes": dict(sorted(self.outcomes.items())),
+               **({"past_header": self.n - sum(self.outcomes.get(k, 0) for k in self.header_outcomes),
+                   "past_header_share": round(1 - sum(self.outcomes.get(k, 0) for k in self.header_outcomes)
+                                              / max(1, self.n), 4)} if self.header_outcomes else {}),
                "unexpected": self.outcomes.get("UNEXPECTED", 0), "findings": self.unexpected}
         from kws.fsutil import atomic_write_json
 
@@ -156,7 +161,10 @@ def atheris_loop(name: str, tally: Tally, cases: int, seed: int, max_seconds: fl
             os._exit(0)
 
     tally.findings.mkdir(parents=True, exist_ok=True)
-    args = [sys.argv[0], f"-seed={seed}", f"-max_len={MAX_LEN}", "-rss_limit_mb=4096", "-timeout=60",
+    # -len_control=0: libFuzzer otherwise caps new inputs at a few bytes and grows the cap slowly, so the
+    # first thousands of cases are cut to fragments of the seeds that no header survives
+    args = [sys.argv[0], f"-seed={seed}", f"-max_len={MAX_LEN}", "-len_control=0", "-rss_limit_mb=4096",
+            "-timeout=60",
             "-print_final_stats=0", f"-artifact_prefix={tally.findings}/{name}-crash-", str(corpus)]
     atheris.Setup(args, one)
     atheris.Fuzz()

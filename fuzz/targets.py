@@ -36,6 +36,8 @@ class Target:
     typed: tuple[type[BaseException], ...]  # the reader's own errors
     run: Callable[[bytes], str]  # bytes -> outcome label; raises Unexpected or anything else on a finding
     seeds: list[bytes]
+    # outcomes of cases that never got past the format's header (the share that did is reported)
+    header_outcomes: tuple[str, ...] = ()
 
 
 def _error_kind(e: BaseException) -> str:
@@ -68,6 +70,48 @@ def _audio_seeds() -> list[bytes]:
 
 
 _SUFFIX = {b"RIFF": ".wav", b"RIFX": ".wav", b"RF64": ".wav", b"fLaC": ".flac", b"OggS": ".ogg"}
+# Structure-aware inputs: bytes that do not begin like an audio file are the fields of a WAV header
+# (format, channels, rate, a size fudge) followed by its sample data, written as a well-formed
+# RIFF file. Byte-level mutations of such an input change the header's values and the samples
+# but keep a parseable header, so most cases reach the decoder instead of ending as "not audio".
+_FORMATS = ((1, 8), (1, 16), (1, 24), (1, 32), (3, 32), (3, 64), (6, 8), (7, 8), (1, 12), (3, 16))  # (tag, bits)
+_RATES = (16000, 8000, 44100, 48000, 22050, 11025, 32000, 96000, 383999, 4000, 3999, 384001, 1, 0)
+STRUCTURED_FIELDS = 8  # format, channels, rate index, 4 bytes raw rate, size fudge
+
+
+def structured_wav(data: bytes) -> bytes:
+    """The WAV file a structured input describes (see above)."""
+    import struct
+
+    head = data[:STRUCTURED_FIELDS].ljust(STRUCTURED_FIELDS, b"\0")
+    body = data[STRUCTURED_FIELDS:]
+    tag, bits = _FORMATS[head[0] % len(_FORMATS)]
+    channels = 1 + head[1] % 3  # 3: refused as a layout, after the header
+    rate = _RATES[head[2] % len(_RATES)] if head[2] < 0xF0 else int.from_bytes(head[3:7], "little")
+    fudge = head[7]  # 0-239: sizes as written; above: the data chunk claims more than the file holds
+    align = channels * max(1, bits // 8)
+    # a short input still describes a clip: its body repeated to 0.1 s (bounded), so that libFuzzer's
+    # many few-byte inputs reach the decoder too instead of ending as zero-length audio
+    need = min(MAX_LEN, align * int(0.1 * min(max(rate, 4000), 48000)))
+    if len(body) < need:
+        fill = body or head
+        body = (fill * (need // len(fill) + 1))[:need]
+    declared = len(body) + (0 if fudge < 0xF0 else 1 + (fudge - 0xF0) * 997)
+    fmt = struct.pack("<HHIIHH", tag, channels, rate & 0xFFFFFFFF, (rate * align) & 0xFFFFFFFF, align & 0xFFFF, bits)
+    chunks = b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", declared) + body
+    if len(body) % 2:
+        chunks += b"\0"
+    return b"RIFF" + struct.pack("<I", 4 + len(chunks)) + b"WAVE" + chunks
+
+
+def _structured_seeds() -> list[bytes]:
+    rng = np.random.default_rng(1)
+    tone = (0.3 * np.sin(np.arange(4000) * 0.05) * 32767).astype("<i2").tobytes()
+    floats = rng.uniform(-1, 1, 3000).astype("<f4").tobytes()
+    return [bytes([1, 0, 0, 0, 0, 0, 0, 0]) + tone,  # PCM16 mono 16 kHz
+            bytes([4, 1, 2, 0, 0, 0, 0, 0]) + floats,  # float32 stereo 44.1 kHz
+            bytes([0, 0, 1, 0, 0, 0, 0, 0]) + bytes(rng.integers(0, 256, 2000, dtype=np.uint8)),  # PCM_U8 8 kHz
+            bytes([2, 0, 3, 0, 0, 0, 0, 0]) + rng.integers(-2**23, 2**23, 3000).astype("<i4").tobytes()[:9000]]
 
 
 def _audio_target(tmp: Path) -> Target:
@@ -75,6 +119,8 @@ def _audio_target(tmp: Path) -> Target:
 
     def run(data: bytes) -> str:
         # the suffix follows the content (as a user's file would be named), the reader judges by content
+        if data[:4] not in _SUFFIX:
+            data = structured_wav(data)
         path = tmp / f"case{_SUFFIX.get(data[:4], '.wav')}"
         path.write_bytes(data)
         try:
@@ -82,6 +128,8 @@ def _audio_target(tmp: Path) -> Target:
         except AudioError as e:
             if not str(e).startswith(str(path)):
                 raise Unexpected(f"AudioError that does not name the file: {e}") from None
+            if e.kind == "truncated" and "header" in e.problem:
+                return "AudioError:bad_header"
             return _error_kind(e)
         if not (isinstance(x, np.ndarray) and x.dtype == np.float32 and x.ndim == 1 and x.size > 0):
             raise Unexpected(f"load_audio returned {type(x).__name__} {getattr(x, 'dtype', '')} "
@@ -90,7 +138,8 @@ def _audio_target(tmp: Path) -> Target:
             raise Unexpected("load_audio returned non-finite samples")
         return "valid"
 
-    return Target("audio", (AudioError,), run, _audio_seeds())
+    return Target("audio", (AudioError,), run, _audio_seeds() + _structured_seeds(),
+                  header_outcomes=("AudioError:not_audio", "AudioError:bad_header", "AudioError:missing", "AudioError:empty"))
 
 
 # ----------------------------------------------------------------------------- onnx metadata

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import shutil
 import subprocess
@@ -339,6 +340,36 @@ def test_a_non_default_clip_length_exports_with_parity_clips_of_that_length(tmp_
     assert rep.parity.top1_agreement == 1.0 and "8000-sample clips" in rep.parity.clips
     be = create_backend("ort-cpu", tmp_path / "half.onnx", log=None)
     assert be.frontend.clip_samples == 8000 and be.predict(np.zeros((2, 8000), np.float32)).shape == (2, len(be.labels))
+
+
+def _crafted_checkpoints(tmp: Path) -> dict[str, Path]:
+    """One hostile checkpoint of each kind the audit made, each pointing at a file beside it to read."""
+    (tmp / "steer.pth").write_bytes(b"\0" * 64)
+    beside = str(tmp / "steer.pth")
+    return {
+        "checkpoint_path": _with_config(tmp, "a.safetensors", lambda c: c.update(kwargs={"checkpoint_path": beside})),
+        "pretrained_cfg file": _with_config(tmp, "b.safetensors", lambda c: c.update(
+            name="resnet18", kwargs={"pretrained_cfg": {"file": beside}})),
+        "labels as one string": _with_config(tmp, "c.safetensors", lambda c: c.update(labels="yes")),
+        "1e6 labels": _with_config(tmp, "d.safetensors", lambda c: c.update(labels=[str(i) for i in range(10**6)])),
+        "huge n_fft": _with_config(tmp, "e.safetensors", lambda c: c["frontend"].update(n_fft=2**30)),
+        "deep meta": _with_metadata(tmp, "f.safetensors", meta=DEEP),
+        "deep config": _with_metadata(tmp, "g.safetensors", config=DEEP),
+        "meta not an object": _with_metadata(tmp, "h.safetensors", meta="[1]"),
+        "no format": _with_metadata(tmp, "i.safetensors", format="other/1"),
+    }
+
+
+def test_crafted_checkpoints_are_typed_errors_and_open_nothing_else(tmp_path):
+    from zoo.checkpoint import CheckpointError
+    from _crafted import opens
+
+    for kind, path in _crafted_checkpoints(tmp_path).items():
+        with opens(tmp_path) as names:
+            with pytest.raises(CheckpointError, match="^" + re.escape(f"{path}: ")) as e:
+                zoo.load_checkpoint(path)
+        assert set(names) <= {path.name}, (kind, names)
+        assert len(str(e.value).splitlines()) == 1, (kind, e.value)
 
 
 # --------------------------------------------------------------------------- 3, 4: the export cache

@@ -16,6 +16,30 @@ stream here is made of:
   Speech Commands' `_background_noise_` recordings) or synthetic noise (white, pink, brown, babble,
   mains hum, running tap: the synthetic set's generators), at a random level per segment.
 
+**Roles.** A stream is built for one role, and the three roles share no text, voice, real
+speaker or noise clip (the role split is fixed, not seeded, so a new seed gives new audio of
+the same role):
+
+- `test` (false accepts per hour): lexicon third 0 of the sentence grammar, espeak variants
+  third 0 and flite's awb and rms; the real non-keyword words of one cross-validation fold's
+  speakers (`fold="k/5"`: the speakers that fold's model never heard; "" every real word); the
+  French and Russian Asterisk prompts (real continuous speech, other speakers and languages);
+  real noise clips third 0;
+- `calib` (threshold calibration): lexicon third 1, espeak variants third 1, flite's kal16, the
+  Italian Asterisk prompts, real noise clips third 1; no real words (every real speaker is some
+  model's training speaker or another fold's test speaker);
+- `train` (negatives the heads train on, kws.training's `feature_negatives`): lexicon third 2
+  with near misses of the commands (`NEAR_MISSES`: lift, nope, town, top, goat, cup ...), alone
+  and inside sentences; espeak variants third 2, flite's slt and kal, festival's English voices
+  and Piper; the synthetic set's other words and halves of its commands (`partial`: the first or
+  last 30-60 % of a command is no command); the English and Spanish Asterisk prompts; real noise
+  clips third 2.
+
+Asterisk prompts (Debian's asterisk-core-sounds-*-wav, CC-BY-SA-3.0, 8 kHz, installed by
+scripts/install.sh and never committed) are used when installed; every prompt whose name holds
+a command word (`agent-loggedoff`, `vm-no`) is left out, since the packages carry no
+transcripts to check the speech itself.
+
 It is built in segments (2 minutes each), every segment a pure function of (settings, its
 index), each written atomically into the data cache: a killed build resumes where it
 stopped and two builds of the same settings give the same bytes. `python -m bench negatives`
@@ -37,10 +61,24 @@ import numpy as np
 
 from kws.audio import SAMPLE_RATE, from_int16, to_int16
 from kws.fsutil import atomic_path, atomic_write_json, file_lock, read_json, sweep_temps, temp_files
-from kws.labels import GSC12_WORDS, SILENCE
+from kws.labels import GSC12_WORDS, GSC_V2_WORDS, SILENCE
 
-VERSION = 1  # bump whenever a change alters the generated audio: part of the cache key
+VERSION = 2  # bump whenever a change alters the generated audio: part of the cache key
 REAL_SETS = ("gsc12-dev", "gsc-v1-sample", "fsdd-dev")
+ROLES = ("test", "calib", "train")  # third k of every split list belongs to ROLES[k]
+ASTERISK_ROOT = Path("/usr/share/asterisk/sounds")  # Debian's asterisk-core-sounds-*-wav
+ASTERISK_LANGUAGES = {"test": ("fr_CA_f_June", "ru_RU_f_IvrvoiceRU"), "calib": ("it_IT_m_Carlo",),
+                      "train": ("en_US_f_Allison", "es_MX_f_Allison")}  # one speaker per folder (Allison twice)
+FLITE_BY_ROLE = {"test": ("awb", "rms"), "calib": ("kal16",), "train": ("slt", "kal")}
+# Sounds like a command without being one: said alone and inside sentences, only in `train`.
+# True homophones ("know", "write") are not here: training them as no command would teach the
+# model to miss the command itself.
+NEAR_MISSES = ("yet", "yeah", "yep", "yell", "chess", "nope", "nose", "note", "now", "snow", "gnome", "cup", "pup",
+               "yup", "op", "dawn", "town", "gown", "lift", "loft", "laughed", "lived", "light",
+               "bright", "fight", "ride", "white", "rice", "own", "an", "in", "won", "of", "cough", "scoff",
+               "oft", "top", "shop", "stock", "step", "stuff", "stomp", "goat", "ghost", "gold", "goal", "toe", "so",
+               "ten", "fork", "seventeen", "ninety", "bard", "bet", "bead", "love", "hi", "mars", "mouse", "hose",
+               "fish", "tow", "lot", "rye")
 NOISE_KINDS = ("white", "pink", "brown", "babble", "hum", "tap")
 
 # Words a negative must not hold: the keywords, words that sound the same, their inflections and the
@@ -116,18 +154,49 @@ STATEMENTS = ("{subj} {verb} {obj} {place} {time}", "{time} {subj} {verb} {obj}"
               "it was a {adj} day, and {subj} {verb} {obj}", "{subj} likes to read {place} {time}")
 
 
-def sentence(rng: np.random.Generator) -> str:
-    """One everyday sentence with no keyword (resampled until :func:`keyword_free` says so)."""
+def third(xs: Sequence[Any], role: str) -> tuple[Any, ...]:
+    """The share of a list that belongs to `role` (every third item): the roles' lists are disjoint."""
+    if role not in ROLES:
+        raise ValueError(f"negatives role must be one of {ROLES}, got {role!r}")
+    return tuple(xs[ROLES.index(role)::3])
+
+
+def sentence(rng: np.random.Generator, role: str = "test") -> str:
+    """One everyday sentence with no keyword (resampled until :func:`keyword_free` says so).
+
+    Each role draws from its own third of every word list (subjects, verbs, objects ...), so
+    the sentences of two roles share the grammar's shape but no content word.
+    """
+    def usable(x: str) -> bool:  # training sentences are `_unknown_`: none of the 35 words in them ("five")
+        return role != "train" or not any(t in GSC_V2_WORDS for t in _TOKEN.findall(x))
+
+    lists = {name: tuple(x for x in third(xs, role) if usable(x)) for name, xs in (
+        ("subj", SUBJECTS), ("verb", VERBS), ("obj", OBJECTS), ("place", PLACES), ("time", TIMES),
+        ("reason", REASONS), ("adj", ADJECTIVES), ("plural", PLURALS), ("num", NUMBERS))}
+
     def pick(xs: Sequence[str]) -> str:
         return xs[int(rng.integers(len(xs)))]
 
     while True:
-        tpl = pick(QUESTIONS) if rng.random() < 0.25 else pick(STATEMENTS)
-        text = tpl.format(subj=pick(SUBJECTS), subj2=pick(SUBJECTS), verb=pick(VERBS), obj=pick(OBJECTS),
-                          place=pick(PLACES), time=pick(TIMES), reason=pick(REASONS), adj=pick(ADJECTIVES),
-                          adj2=pick(ADJECTIVES), plural=pick(PLURALS), num=pick(NUMBERS))
+        tpl = pick(third(QUESTIONS, role)) if rng.random() < 0.25 else pick(third(STATEMENTS, role))
+        if not usable(tpl):
+            continue
+        text = tpl.format(subj=pick(lists["subj"]), subj2=pick(lists["subj"]), verb=pick(lists["verb"]),
+                          obj=pick(lists["obj"]), place=pick(lists["place"]), time=pick(lists["time"]),
+                          reason=pick(lists["reason"]), adj=pick(lists["adj"]), adj2=pick(lists["adj"]),
+                          plural=pick(lists["plural"]), num=pick(lists["num"]))
         if keyword_free(text):
             return text
+
+
+def near_miss_text(rng: np.random.Generator) -> str:
+    """A near miss of a command, alone (as a command is said) or inside a `train` sentence."""
+    word = NEAR_MISSES[int(rng.integers(len(NEAR_MISSES)))]
+    if rng.random() < 0.5:
+        return word
+    words = sentence(rng, "train").split()
+    at = int(rng.integers(len(words) + 1))
+    return " ".join(words[:at] + [word] + words[at:])
 
 
 # ----------------------------------------------------------------------------- settings
@@ -149,11 +218,21 @@ class NegativesConfig:
     rt60_s: tuple[float, float] = (0.15, 0.9)
     drr_db: tuple[float, float] = (-3.0, 12.0)
     gap_s: tuple[float, float] = (0.15, 1.2)
+    role: str = "test"  # see the module docstring: what the stream is for decides what it may hold
+    fold: str = ""  # "k/n": only the real words of that fold's test speakers (kws.data.folds); "": every one
+    data: str = ""  # the spec whose fold split `fold` means (a recipe's data: the split depends on every part)
+    asterisk_share: float = 1.0  # of the role's Asterisk prompts, dealt over segments (fold k/n: its nth)
+    synth_words: int = 1200  # `train`: other words and command halves from the synthetic set's training split
+    near_miss_share: float = 0.25  # `train`: of the sentences, near misses alone or inside one
     version: int = VERSION
 
     def __post_init__(self) -> None:
         if not (self.hours > 0 and 10 <= self.segment_s <= 600):
             raise ValueError(f"negatives: hours {self.hours} must be > 0 and segments 10-600 s")
+        if self.role not in ROLES:
+            raise ValueError(f"negatives: role must be one of {ROLES}, got {self.role!r}")
+        if self.fold and self.role != "test":
+            raise ValueError("negatives: only the test role holds real words, so only it takes a fold")
         object.__setattr__(self, "hours", float(self.hours))  # 2 and 2.0 are one stream (and one cache key)
         object.__setattr__(self, "keywords", tuple(self.keywords))
         object.__setattr__(self, "real_sets", tuple(self.real_sets))
@@ -168,41 +247,133 @@ class NegativesConfig:
 
 
 @dataclass(frozen=True)
-class RealWord:
+class Utterance:
+    """A recorded utterance placed whole in the stream: a real non-keyword word, an Asterisk prompt,
+    or (`train`) a synthetic word or command half."""
+
     wave: np.ndarray  # float32 at 16 kHz, silence trimmed
     word: str
-    file: str  # path relative to ../shared/data
+    file: str  # path relative to ../shared/data (Asterisk: to its sounds folder)
     speaker: str
     corpus: str
+    kind: str = "real"  # the event kind: "real" | "asterisk" | "synth_word"
 
 
-def real_words(cfg: NegativesConfig) -> list[RealWord]:
-    """Every clip of the real sets whose word is no keyword (all splits), trimmed to the spoken part."""
+
+
+def real_words(cfg: NegativesConfig) -> list[Utterance]:
+    """`test`: every clip of the real sets whose word is no keyword (all splits; with `fold`, only
+    that fold's test speakers), trimmed to the spoken part. Other roles: none (see the docstring)."""
     from kws.data import SHORTCUTS, open_source
     from kws.data.synth import trim_silence
 
+    if cfg.role != "test":
+        return []
+    present = [n for n in cfg.real_sets if Path(SHORTCUTS[n].partition(":")[2]).is_dir()]
+    if not present:
+        return []
     out = []
-    for name in cfg.real_sets:
-        spec = SHORTCUTS[name]
-        root = Path(spec.partition(":")[2])
-        if not root.is_dir():
+    if cfg.fold:  # the fold split of the recipe's own spec (fold assignment depends on every part)
+        src = open_source(cfg.data or "+".join(present), labels=None, fold=cfg.fold)
+        cs, part = src.split("test"), src.part_of("test")
+        picks = [(cs, i, src.parts[part[i]].name) for i in range(len(cs)) if part[i] >= 0 and src.parts[part[i]].recorded]
+    else:
+        picks = []
+        for name in present:
+            src = open_source(SHORTCUTS[name], labels=None)
+            for split in ("train", "validation", "test"):
+                cs = src.split(split)
+                picks += [(cs, i, name) for i in range(len(cs))]
+    for cs, i, name in picks:
+        w = cs.words[i]
+        if w in cfg.keywords or w == SILENCE or not keyword_free(w, cfg.keywords):
             continue
-        src = open_source(spec, labels=None)
-        for split in ("train", "validation", "test"):
-            cs = src.split(split)
-            for i in range(len(cs)):
-                w = cs.words[i]
-                if w in cfg.keywords or w == SILENCE or not keyword_free(w, cfg.keywords):
-                    continue
-                x = trim_silence(from_int16(cs.waves[i]))
-                if x.size < SAMPLE_RATE // 10:
-                    continue
-                out.append(RealWord(x, w, _rel(cs.files[i], root.parent), cs.speakers[i] or "", name))
+        x = trim_silence(from_int16(cs.waves[i]))
+        if x.size < SAMPLE_RATE // 10:
+            continue
+        root = Path(SHORTCUTS[name].partition(":")[2])
+        out.append(Utterance(x, w, _rel(cs.files[i], root.parent), cs.speakers[i] or "", name))
     return sorted(out, key=lambda r: r.file)
 
 
+def asterisk_name_ok(name: str, keywords: Iterable[str] = GSC12_WORDS) -> bool:
+    """Whether a prompt's name (`vm-press-one`) holds no command word, alone or run into another
+    (`agent-loggedoff`). The packages ship no transcripts: the name is all there is to check."""
+    banned = banned_words(keywords)
+    long_words = [k for k in keywords if len(k) >= 3]
+    for token in re.split(r"[^a-z]+", name.lower()):
+        if not token:
+            continue
+        if token in banned or token in keywords or any(token.startswith(k) or token.endswith(k) for k in long_words):
+            return False
+    return True
+
+
+def asterisk_prompts(cfg: NegativesConfig) -> list[Utterance]:
+    """The role's Asterisk prompts (real continuous speech), name-checked, resampled to 16 kHz;
+    with `fold` k/n every nth one, so the folds' streams together hold each prompt once."""
+    from kws.audio import AudioError, load_audio
+    from kws.data.synth import trim_silence
+
+    # Training negatives become `_unknown_`: a prompt holding any of the 35 words ("vm-press-one") would
+    # teach that word as no word, so there every word is checked; elsewhere only the commands can fire.
+    words = GSC_V2_WORDS if cfg.role == "train" else cfg.keywords
+    files = []
+    for lang in ASTERISK_LANGUAGES[cfg.role]:
+        folder = ASTERISK_ROOT / lang
+        if folder.is_dir():
+            files += sorted(p for p in folder.rglob("*.wav") if asterisk_name_ok(p.relative_to(folder).as_posix(), words))
+    if cfg.fold:
+        k, n = (int(v) for v in cfg.fold.split("/"))
+        files = files[k - 1::n]
+    if cfg.asterisk_share < 1:
+        keep = np.random.default_rng([cfg.seed, 0xA57]).permutation(len(files))[:int(len(files) * cfg.asterisk_share)]
+        files = [files[i] for i in sorted(keep)]
+    out = []
+    for p in files:
+        try:
+            x = trim_silence(load_audio(p, max_seconds=30))
+        except AudioError:
+            continue  # a broken prompt is no negative; the rest still are
+        if x.size >= SAMPLE_RATE // 10:
+            lang = p.relative_to(ASTERISK_ROOT).parts[0]
+            out.append(Utterance(x, p.stem, p.relative_to(ASTERISK_ROOT).as_posix(), lang, "asterisk", "asterisk"))
+    return out
+
+
+def synth_words(cfg: NegativesConfig) -> list[Utterance]:
+    """`train`: words of the synthetic set's training split: the other words whole, the commands
+    cut to their first or last 30-60 % (half a command is no command)."""
+    from kws.data import open_source
+    from kws.data.synth import trim_silence
+
+    if cfg.role != "train" or cfg.synth_words <= 0:
+        return []
+    cs = open_source("synth", labels=None).split("train")
+    rng = np.random.default_rng([cfg.seed, 0x5E7])
+    idx = [i for i in range(len(cs)) if cs.words[i] != SILENCE and not cs.words[i].startswith("_")]
+    out = []
+    for i in sorted(rng.choice(len(idx), size=min(cfg.synth_words, len(idx)), replace=False)):
+        j = idx[int(i)]
+        w, x = cs.words[j], trim_silence(from_int16(cs.waves[j]))
+        if w in cfg.keywords:
+            share = float(rng.uniform(0.3, 0.6))
+            n = max(1, int(x.size * share))
+            first = rng.random() < 0.5
+            x = x[:n] if first else x[-n:]
+            w = f"{w} ({'first' if first else 'last'} {100 * share:.0f} %)"
+        if x.size >= SAMPLE_RATE // 20:
+            out.append(Utterance(x, w, Path(cs.files[j]).name, cs.speakers[j] or "", "synth", "synth_word"))
+    return out
+
+
+def placed_utterances(cfg: NegativesConfig) -> list[Utterance]:
+    """Everything placed whole in the role's stream: real words, Asterisk prompts, synthetic words."""
+    return real_words(cfg) + asterisk_prompts(cfg) + synth_words(cfg)
+
+
 def real_noise(cfg: NegativesConfig) -> np.ndarray:
-    """gsc12-dev's `_silence_` clips joined into one noise source (empty without the data)."""
+    """The role's third of gsc12-dev's `_silence_` clips joined into one noise source (empty without the data)."""
     from bench.signals import noise_from_clips
     from kws.data import SHORTCUTS, open_source
 
@@ -210,8 +381,9 @@ def real_noise(cfg: NegativesConfig) -> np.ndarray:
     if not root.is_dir():
         return np.zeros(0, np.float32)
     src = open_source(SHORTCUTS["gsc12-dev"], labels=None)
-    clips = [cs.waves[i] for s in ("train", "validation", "test") for cs in [src.split(s)]
-             for i in range(len(cs)) if cs.words[i] == SILENCE]
+    found = sorted(((cs.files[i], cs.waves[i]) for s in ("train", "validation", "test") for cs in [src.split(s)]
+                    for i in range(len(cs)) if cs.words[i] == SILENCE), key=lambda fw: fw[0])
+    clips = [w for _, w in third(found, cfg.role)]
     return noise_from_clips(from_int16(np.stack(clips))) if clips else np.zeros(0, np.float32)
 
 
@@ -223,16 +395,24 @@ def _rel(path: str, base: Path) -> str:
 # ----------------------------------------------------------------------------- building
 
 
-class Speaker:
-    """An espeak voice drawn like the synthetic set's speakers (accent, variant, vocal tract, pitch, habits)."""
+def espeak_variants(role: str) -> tuple[str, ...]:
+    from kws.data import synth
 
-    def __init__(self, engine: Any, name: str, rng: np.random.Generator) -> None:
+    return third([v for v in synth.VARIANTS if v not in synth.RARE_VARIANTS], role)
+
+
+class Speaker:
+    """An espeak voice drawn like the synthetic set's speakers (accent, the role's variants, vocal tract, pitch)."""
+
+    engine_name = "espeak"
+
+    def __init__(self, engine: Any, name: str, rng: np.random.Generator, role: str = "test") -> None:
         from kws.data import synth
 
         accents = list(synth.ENGLISH_ACCENTS)
         w = np.array([synth.ENGLISH_ACCENTS[a] for a in accents])
         self.accent = accents[int(rng.choice(len(accents), p=w / w.sum()))]
-        variants = [v for v in synth.VARIANTS if v not in synth.RARE_VARIANTS]
+        variants = espeak_variants(role)
         self.variant = variants[int(rng.integers(len(variants)))]
         self.vtl, self.pitch_scale = float(rng.uniform(0.86, 1.16)), float(rng.uniform(0.8, 1.25))
         self.rate, self.pitch, self.intonation = (float(rng.uniform(0.8, 1.3)), float(rng.uniform(0.2, 0.8)),
@@ -240,6 +420,10 @@ class Speaker:
         text = synth.voice_file_text(engine.data_path, self.accent, self.variant, self.vtl, self.pitch_scale)
         self.voice = synth.install_voice(engine.data_path, name, text)
         self.name = name
+
+    @property
+    def label(self) -> str:
+        return f"{self.accent}+{self.variant or 'default'}"
 
     def say(self, engine: Any, text: str, seed: int) -> np.ndarray:
         from kws.data import synth
@@ -249,16 +433,81 @@ class Speaker:
         return synth.trim_silence(synth.to_16k(x, engine.sample_rate))
 
 
+class OtherVoice:
+    """A flite, festival (English voices) or Piper voice at a drawn rate and pitch."""
+
+    def __init__(self, engine_name: str, voice: str, rng: np.random.Generator, piper: Any = None) -> None:
+        self.engine_name, self.voice, self.piper = engine_name, voice, piper
+        self.rate, self.pitch, self.intonation = (float(rng.uniform(0.85, 1.2)), float(rng.uniform(0.2, 0.8)),
+                                                  float(rng.uniform(0.2, 0.9)))
+        self.pitch_scale = float(rng.uniform(0.85, 1.15))
+
+    @property
+    def label(self) -> str:
+        return f"{self.engine_name}:{self.voice}"
+
+    def say(self, engine: Any, text: str, seed: int) -> np.ndarray:
+        from kws.data import synth
+        from kws.data.synth.flite import _FLITE_F0, flite_synth
+        from kws.data.synth.voices import VOICE_DIR, lang_voice_name
+
+        if self.engine_name == "flite":
+            f0 = _FLITE_F0.get(self.voice, 110.0) * self.pitch_scale * (0.8 + 0.4 * self.pitch)
+            x, sr = flite_synth(text, self.voice, 1.0 / self.rate, f0, 5 + 30 * self.intonation)
+        elif self.engine_name == "festival":
+            x, sr = synth.festival_synth(text, self.voice, self.rate, self.pitch_scale * (0.8 + 0.4 * self.pitch),
+                                         0.4 + 1.2 * self.intonation, seed)
+        else:
+            ipa = engine.phonemes([text], f"{VOICE_DIR}/{lang_voice_name('en-US')}")[0]
+            x, sr = self.piper.synth(ipa, 1.0 / self.rate, 0.35 + 0.6 * self.intonation, 0.4 + 0.6 * self.pitch,
+                                     seed), self.piper.sample_rate
+        return synth.trim_silence(synth.to_16k(np.asarray(x, np.float32), sr))
+
+
+def other_voices(role: str) -> list[tuple[str, str]]:
+    """(engine, voice) of the role's non-espeak voices that are installed."""
+    from kws.data import synth
+
+    out = [("flite", v) for v in FLITE_BY_ROLE[role]] if synth.flite_binary() else []
+    if role == "train":
+        out += [("festival", v) for v in synth.festival_voices() if synth.FESTIVAL_VOICES[v].lang == "en"]
+        out += [("piper", v) for v in synth.piper_voices()]
+    return out
+
+
 class Builder:
     """Renders segments; one per process (it holds a private espeak data folder)."""
 
-    def __init__(self, cfg: NegativesConfig, words: list[RealWord], noise: np.ndarray, espeak_dir: Path) -> None:
+    def __init__(self, cfg: NegativesConfig, words: list[Utterance], noise: np.ndarray, espeak_dir: Path) -> None:
         from kws.data import synth
 
         self.cfg, self.words, self.noise = cfg, words, noise
-        self.engine = synth.EspeakLib(synth.private_espeak_data(espeak_dir, synth.ENGLISH_ACCENTS))
+        from kws.data.synth.voices import lang_file, lang_voice_name
+
+        data = synth.private_espeak_data(espeak_dir, synth.ENGLISH_ACCENTS)
+        # Piper reads espeak's en-US phonemes through this voice file (as the synthetic set's renderer does)
+        synth.install_voice(data, lang_voice_name("en-US"),
+                            lang_file(data, "en-US").read_text(encoding="utf-8", errors="replace"))
+        self.engine = synth.EspeakLib(data)
         order = np.random.default_rng([cfg.seed, 0xA11]).permutation(len(words))
-        self.assign = np.array_split(order, cfg.n_segments)  # every real word in exactly one segment
+        self.assign = np.array_split(order, cfg.n_segments)  # every placed utterance in exactly one segment
+        self.others = other_voices(cfg.role)
+        self._piper: dict[str, Any] = {}
+
+    def voices(self, index: int, rng: np.random.Generator) -> list[Any]:
+        """The segment's six speakers: espeak voices, and (when installed) a share of the role's others."""
+        from kws.data import synth
+
+        out: list[Any] = []
+        for k in range(6):
+            if self.others and rng.random() < 0.4:
+                eng, v = self.others[int(rng.integers(len(self.others)))]
+                if eng == "piper" and v not in self._piper:
+                    self._piper[v] = synth.PiperVoice(v)
+                out.append(OtherVoice(eng, v, rng, self._piper.get(v)))
+            else:
+                out.append(Speaker(self.engine, f"neg{index % 1000:03d}v{k}", rng, self.cfg.role))
+        return out
 
     def bed(self, rng: np.random.Generator, n: int) -> tuple[np.ndarray, str, float]:
         from bench.signals import has_usable_noise, noise_bed
@@ -286,6 +535,16 @@ class Builder:
         rir = synth.room_impulse(synth.Room(rt60, float(rng.uniform(*self.cfg.drr_db))), rng)
         return signal.fftconvolve(x, rir).astype(np.float32), rt60
 
+    def speak(self, sp: Any, text: str, seed: int) -> np.ndarray | None:
+        """A voice's reading of `text`, or None when its engine fails on it (the sentence is skipped)."""
+        from kws.data import synth
+
+        try:
+            x = sp.say(self.engine, text, seed)
+        except synth.SynthError:
+            return None
+        return x if x.size >= SAMPLE_RATE // 20 else None
+
     def segment(self, index: int) -> tuple[np.ndarray, list[dict[str, Any]], dict[str, Any]]:
         """Segment `index`: int16 audio, its utterances, its noise."""
         from kws.data import synth
@@ -295,15 +554,20 @@ class Builder:
         n = cfg.segment_samples
         bed, noise_kind, level_db = self.bed(rng, n)
         bed_rms = float(np.sqrt(np.mean(bed.astype(np.float64) ** 2))) or 1e-4
-        speakers = [Speaker(self.engine, f"neg{index % 1000:03d}v{k}", rng) for k in range(6)]
-        items: list[tuple[str, Any]] = [("real", self.words[i]) for i in self.assign[index]]
+        speakers = self.voices(index, rng)
+        items: list[tuple[str, Any]] = [(self.words[i].kind, self.words[i]) for i in self.assign[index]]
         mean_gap = float(np.mean(cfg.gap_s))
         used = sum(w.wave.size / SAMPLE_RATE + mean_gap for _, w in items)
-        while used < cfg.segment_s - 1.0:  # sentences fill the rest of the segment
+        tries = 0
+        while used < cfg.segment_s - 1.0 and tries < 2000:  # sentences fill the rest of the segment
+            tries += 1
             sp = speakers[int(rng.integers(len(speakers)))]
-            text = sentence(rng)
-            x = sp.say(self.engine, text, int(rng.integers(2 ** 31 - 1)))
-            items.append(("sentence", (text, sp, x)))
+            near = cfg.role == "train" and rng.random() < cfg.near_miss_share
+            text = near_miss_text(rng) if near else sentence(rng, cfg.role)
+            x = self.speak(sp, text, int(rng.integers(2 ** 31 - 1)))
+            if x is None:
+                continue
+            items.append(("near_miss" if near else "sentence", (text, sp, x)))
             used += x.size / SAMPLE_RATE + mean_gap
         order = rng.permutation(len(items))
         out = bed.astype(np.float64)
@@ -311,7 +575,8 @@ class Builder:
         pos = int(rng.uniform(0.2, 1.0) * SAMPLE_RATE)
         for j in order:
             kind, item = items[j]
-            dry = item.wave if kind == "real" else item[2]
+            spoken = kind in ("sentence", "near_miss")
+            dry = item[2] if spoken else item.wave
             wet, rt60 = self.room(rng, dry)
             if pos + dry.size > n:
                 continue  # no room left in this segment: dropped (counted by the event list)
@@ -322,18 +587,18 @@ class Builder:
             ev = {"kind": kind, "start_s": round(pos / SAMPLE_RATE, 4),
                   "end_s": round((pos + dry.size) / SAMPLE_RATE, 4), "snr_db": round(snr, 2),
                   "rt60_s": None if rt60 is None else round(rt60, 3)}
-            if kind == "real":
-                ev.update(word=item.word, file=item.file, speaker=item.speaker, corpus=item.corpus)
+            if spoken:
+                ev.update(text=item[0], voice=item[1].label)
             else:
-                ev.update(text=item[0], voice=f"{item[1].accent}+{item[1].variant or 'default'}")
+                ev.update(word=item.word, file=item.file, speaker=item.speaker, corpus=item.corpus)
             events.append(ev)
             pos += dry.size + int(rng.uniform(*cfg.gap_s) * SAMPLE_RATE)
         peak = float(np.abs(out).max())
         if peak > 0.98:
             out *= 0.98 / peak  # a sound card's full scale, without clipping
         info = {"index": index, "noise": noise_kind, "noise_dbfs": round(level_db, 2),
-                "real_words_assigned": int(len(self.assign[index])),
-                "real_words_placed": sum(e["kind"] == "real" for e in events),
+                "placed_assigned": int(len(self.assign[index])),
+                "placed": sum(e["kind"] not in ("sentence", "near_miss") for e in events),
                 "speech_s": round(sum(e["end_s"] - e["start_s"] for e in events), 2)}
         return to_int16(out), events, info
 
@@ -341,7 +606,7 @@ class Builder:
 # ----------------------------------------------------------------------------- the cache
 
 
-def _key(cfg: NegativesConfig, words: list[RealWord], noise: np.ndarray) -> str:
+def _key(cfg: NegativesConfig, words: list[Utterance], noise: np.ndarray) -> str:
     from kws.data import synth
 
     h = hashlib.sha256(json.dumps(dataclasses.asdict(cfg), sort_keys=True).encode())
@@ -356,14 +621,15 @@ def _key(cfg: NegativesConfig, words: list[RealWord], noise: np.ndarray) -> str:
 def cache_folder(cfg: NegativesConfig, key: str) -> Path:
     from kws.data.cache import cache_root
 
-    return cache_root() / "negatives" / f"neg-{cfg.hours:g}h-seed{cfg.seed}-{key}"
+    fold = f"-fold{cfg.fold.replace('/', 'of')}" if cfg.fold else ""
+    return cache_root() / "negatives" / f"neg-{cfg.role}{fold}-{cfg.hours:g}h-seed{cfg.seed}-{key}"
 
 
 def build_negatives(cfg: NegativesConfig = NegativesConfig(), progress: bool = True) -> Path:
     """Build (or finish building) the stream; returns its cache folder. Segments already there are kept."""
     from tqdm import tqdm
 
-    words, noise = real_words(cfg), real_noise(cfg)
+    words, noise = placed_utterances(cfg), real_noise(cfg)
     folder = cache_folder(cfg, _key(cfg, words, noise))
     folder.mkdir(parents=True, exist_ok=True)
     with file_lock(folder / ".lock", what="this negative stream"):
@@ -384,7 +650,7 @@ def build_negatives(cfg: NegativesConfig = NegativesConfig(), progress: bool = T
                     done = cfg.segment_s * (bar.n + 1)
                     bar.set_postfix(audio_x=f"{done / (time.perf_counter() - t0):.1f}x real time")
         atomic_write_json(folder / "manifest.json", {
-            "settings": dataclasses.asdict(cfg), "segments": cfg.n_segments, "real_words": len(words),
+            "settings": dataclasses.asdict(cfg), "segments": cfg.n_segments, "placed_utterances": len(words),
             "real_noise_seconds": round(noise.size / SAMPLE_RATE, 1), "doc": __doc__.split("\n\n")[1]})
     return folder
 
@@ -421,7 +687,7 @@ class NegativeStream:
         for s in self.segments:
             noise[s["noise"]] = noise.get(s["noise"], 0) + 1
         return {"hours": round(self.hours, 3), "segments": len(self.segments),
-                "utterances": {k: sum(e["kind"] == k for e in self.events) for k in ("real", "sentence")},
+                "utterances": {k: sum(e["kind"] == k for e in self.events) for k in sorted({e["kind"] for e in self.events})},
                 "speech_hours": {k: round(v / 3600, 3) for k, v in kinds.items()},
                 "real_speakers": len({e["speaker"] for e in self.events if e["kind"] == "real" and e["speaker"]}),
                 "noise_segments": noise, "cache": self.folder.name, "settings": self.settings}
@@ -429,7 +695,7 @@ class NegativeStream:
 
 def load_negatives(cfg: NegativesConfig = NegativesConfig(), build: bool = True) -> NegativeStream:
     """The stream of `cfg`, built first if needed (`build=False`: FileNotFoundError when incomplete)."""
-    words, noise = real_words(cfg), real_noise(cfg)
+    words, noise = placed_utterances(cfg), real_noise(cfg)
     folder = cache_folder(cfg, _key(cfg, words, noise))
     missing = [i for i in range(cfg.n_segments) if not _segment_ok(folder, i, cfg)]
     if missing:
@@ -457,8 +723,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench negatives", description=__doc__.split("\n\n")[0])
     p.add_argument("--hours", type=float, default=NegativesConfig.hours)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--role", choices=ROLES, default="test", help="what the stream is for (see the docstring)")
+    p.add_argument("--fold", default="", help="test role: only the real words of this fold's speakers (K/N)")
     a = p.parse_args(argv)
-    cfg = NegativesConfig(hours=a.hours, seed=a.seed)
+    cfg = NegativesConfig(hours=a.hours, seed=a.seed, role=a.role, fold=a.fold)
     folder = build_negatives(cfg)
     print(json.dumps(load_negatives(cfg, build=False).summary(), indent=1))
     print(f"negatives: {folder}")

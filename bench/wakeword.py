@@ -67,17 +67,23 @@ class WakewordConfig:
     gap_jitter_s: float = 0.4
     lead_in_s: float = 5.0
     tol_after_s: float = 1.0
-    hours: float = 2.0  # of negatives, each of the two streams
+    hours: float = 2.0  # of negatives: the calibration stream, and the test stream of a model without folds
+    fold_hours: float = 0.5  # the test stream of each cross-validation fold (its speakers' real words)
     calib_seed: int = 1
     target_fa_per_hour: float = 0.5
+    report_fa_per_hour: tuple[float, ...] = (0.5, 2.0)  # hit rates read off the DET curve at these
+    # decision rules measured side by side: (name, EMA alpha, patience); the first is the engine's default
+    rules: tuple[tuple[str, float, int], ...] = (("ema 0.7", 0.7, 1), ("ema 0.7, patience 2", 0.7, 2),
+                                                 ("ema 0.7, patience 3", 0.7, 3), ("ema 0.5, patience 2", 0.5, 2),
+                                                 ("no ema, patience 3", 1.0, 3))
     thresholds: tuple[float, ...] = THRESHOLDS
     keywords: tuple[str, ...] = GSC12_WORDS
     seed: int = 0
     threads: int = 1
     backend: str = DEFAULT_BACKEND
 
-    def engine(self, hop_s: float = 0.05) -> EngineConfig:
-        return EngineConfig(hop_s=hop_s, targets=self.keywords)
+    def engine(self, hop_s: float = 0.05, ema_alpha: float = 0.7, patience: int = 1) -> EngineConfig:
+        return EngineConfig(hop_s=hop_s, targets=self.keywords, ema_alpha=ema_alpha, patience=patience)
 
 
 @dataclass(frozen=True)
@@ -189,8 +195,9 @@ class Scorer:
             h.update(v.detach().cpu().numpy().tobytes())
         return h.hexdigest()[:16]
 
-    def trace(self, wave: np.ndarray, share: str | None = None) -> ScoreTrace:
-        """Per-hop scores; `share` names a stream every model scores (its embeddings are computed once)."""
+    def traces(self, wave: np.ndarray, share: str | None = None) -> dict[str, ScoreTrace]:
+        """Per-hop scores under every rule of the config; `share` names a stream every model scores
+        (its embeddings are computed once)."""
         if self.path == "streaming" and self.kind == "speech_mel":
             from backends.streaming import ReferenceStream, streaming_form
             from zoo.streaming import speech_embedding_reference, speech_embedding_stream_embeddings
@@ -203,13 +210,23 @@ class Scorer:
                 emb = Scorer.shared[key]
             table = speech_embedding_reference(self.model, wave, embeddings=emb)
             _, spec = streaming_form(self.model)
-            stream = ReferenceStream(table, spec, self.labels)
-            return run_offline(None, self.labels, wave, self.engine, trace=True, stream=stream)[1]
+            out = {}
+            for name, alpha, patience in self.cfg.rules:
+                eng = dataclasses.replace(self.engine, ema_alpha=alpha, patience=patience)
+                stream = ReferenceStream(table, spec, self.labels)
+                out[name] = run_offline(None, self.labels, wave, eng, trace=True, stream=stream)[1]
+            return out
         if self._pred is None:
             from realtime.predictor import load_predictor
 
             self._pred = load_predictor(self.ref, self.cfg.backend, self.cfg.threads, streaming=False)
-        return run_offline(self._pred.predict, self.labels, wave, self.engine, batch_size=32, trace=True)[1]
+        out = {}
+        for name, alpha, patience in self.cfg.rules:  # the model runs once per rule: only the first is cheap
+            eng = dataclasses.replace(self.engine, ema_alpha=alpha, patience=patience)
+            out[name] = run_offline(self._pred.predict, self.labels, wave, eng, batch_size=32, trace=True)[1]
+            if self.path == "window" or self.kind != "speech_mel":
+                break  # log-mel and full-window models: the default rule only (each rule is a full rerun)
+        return out
 
 
 def positive_streams(clips: HeldOut, noise: np.ndarray, cfg: WakewordConfig) -> dict[float, Any]:
@@ -235,12 +252,14 @@ def _said(t: float, starts: np.ndarray, events: Sequence[dict], tol_s: float) ->
 
 
 def fa_parts(times: Sequence[float], events: Sequence[dict], tol_s: float = 1.0) -> dict[str, int]:
-    """Where false accepts fell: in (or just after) a real word, a sentence, or neither."""
+    """Where false accepts fell: in (or just after) an utterance of each kind (a real word, a sentence, an
+    Asterisk prompt ...), or between them."""
     starts = np.array([e["start_s"] for e in events])
     out = {"real": 0, "sentence": 0, "between": 0}
     for t in times:
         e = _said(t, starts, events, tol_s)
-        out["between" if e is None else e["kind"]] += 1
+        k = "between" if e is None else e["kind"]
+        out[k] = out.get(k, 0) + 1
     return out
 
 
@@ -259,102 +278,124 @@ def fa_sources(dets: Sequence[tuple[str, float]], events: Sequence[dict], tol_s:
 
 @dataclass
 class ModelRun:
-    """One model's traces: hits per SNR, the two negative streams."""
+    """One model's traces under each rule: hits per SNR, its test negatives, the calibration stream."""
 
     ref: str
     clips: HeldOut
     words: dict[float, Any]  # SNR -> Stream
-    hit_traces: dict[float, ScoreTrace]
-    neg: ScoreTrace
-    calib: ScoreTrace
+    hit_traces: dict[str, dict[float, ScoreTrace]]  # rule -> SNR -> trace
+    neg: dict[str, ScoreTrace]  # rule -> trace
+    calib: dict[str, ScoreTrace]
+    neg_events: Sequence[dict]
+    neg_hours: float
+    neg_summary: dict[str, Any]
     describe: str
     seconds: float
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def run_model(ref: str, path: str, clips: HeldOut, noise: np.ndarray, neg_wave: np.ndarray, calib_wave: np.ndarray,
+def run_model(ref: str, path: str, clips: HeldOut, noise: np.ndarray, neg: Any, calib: Any,
               cfg: WakewordConfig, log: Callable[[str], None]) -> ModelRun:
     t0 = time.perf_counter()
     sc = Scorer(ref, path, cfg)
     streams = positive_streams(clips, noise, cfg)
-    traces = {}
+    traces: dict[str, dict[float, ScoreTrace]] = {}
     for snr, st in streams.items():
         log(f"  {ref}: {len(st.events)} words at {snr:g} dB ({st.duration_s / 60:.1f} min)")
-        traces[snr] = sc.trace(st.wave)
-    log(f"  {ref}: negatives ({neg_wave.size / SAMPLE_RATE / 3600:.2f} h) and calibration stream")
-    neg = sc.trace(neg_wave, share="negatives")
-    calib = sc.trace(calib_wave, share="calibration")
-    return ModelRun(ref, clips, streams, traces, neg, calib, sc.describe(), time.perf_counter() - t0)
+        for rule, tr in sc.traces(st.wave).items():
+            traces.setdefault(rule, {})[snr] = tr
+    log(f"  {ref}: negatives ({neg.hours:.2f} h, {neg.folder.name}) and calibration stream ({calib.hours:.2f} h)")
+    neg_tr = sc.traces(neg.wave, share=neg.folder.name)
+    calib_tr = sc.traces(calib.wave, share=calib.folder.name)
+    return ModelRun(ref, clips, streams, traces, neg_tr, calib_tr, neg.events, neg.hours, neg.summary(),
+                    sc.describe(), time.perf_counter() - t0)
 
 
-def summarize(entry: Entry, runs: list[ModelRun], neg_events: Sequence[dict], neg_hours: float, calib_hours: float,
-              cfg: WakewordConfig) -> dict[str, Any]:
-    """Pooled DET curve, the operating point at the target, and the calibrated thresholds' figures."""
+def _fa_kinds(events: Sequence[dict]) -> dict[str, int]:
+    return {k: 0 for k in sorted({e["kind"] for e in events} | {"real", "sentence", "between"})}
+
+
+def summarize(entry: Entry, runs: list[ModelRun], cfg: WakewordConfig, rule: str | None = None) -> dict[str, Any]:
+    """Pooled DET curve, the operating points, and the calibrated thresholds' figures, under one rule.
+
+    Each run is scored on its own test negatives (a fold model on its fold's), pooled: the hours
+    are the sum of the runs' hours."""
     from bench.calibrate import fit_thresholds
 
+    rule = rule or cfg.rules[0][0]
     ths = list(cfg.thresholds)
-    model_hours = neg_hours * len(runs)
+    model_hours = sum(r.neg_hours for r in runs)
+    calib_hours = runs[0].calib[rule].ends[-1] / SAMPLE_RATE / 3600 if len(runs[0].calib[rule].ends) else 0.0
+    kinds = _fa_kinds([e for r in runs for e in r.neg_events])
     fa = np.zeros(len(ths), np.int64)
-    fa_in = [{"real": 0, "sentence": 0, "between": 0} for _ in ths]  # which negatives fired, per threshold
+    fa_in = [dict(kinds) for _ in ths]  # which negatives fired, per threshold
     hits = {snr: np.zeros(len(ths), np.int64) for snr in cfg.snrs_db}
     wrong = {snr: np.zeros(len(ths), np.int64) for snr in cfg.snrs_db}
     n_words = {snr: 0 for snr in cfg.snrs_db}
     for r in runs:
-        for i, dets in enumerate(sweep(r.neg, ths)):
+        for i, dets in enumerate(sweep(r.neg[rule], ths)):
             fa[i] += len(dets)
-            for k, v in fa_parts([t for _, t in dets], neg_events).items():
-                fa_in[i][k] += v
+            for k, v in fa_parts([t for _, t in dets], r.neg_events).items():
+                fa_in[i][k] = fa_in[i].get(k, 0) + v
         for snr in cfg.snrs_db:
             events = r.words[snr].events
             n_words[snr] += len(events)
-            for i, dets in enumerate(sweep(r.hit_traces[snr], ths)):
+            for i, dets in enumerate(sweep(r.hit_traces[rule][snr], ths)):
                 m = match_detections(dets, events, 0.0, cfg.tol_after_s)
                 hits[snr][i] += m.hits
                 wrong[snr][i] += m.wrong_words
     sources = {}  # what set the false accepts off, at the thresholds the report names
     for t in SOURCES_AT:
-        dets = [(d.label, d.time_s) for r in runs for d in r.neg.detections(t)]
-        sources[str(t)] = [{"said": a, "fired": b, "false_accepts": n} for a, b, n in fa_sources(dets, neg_events)]
+        pairs: dict[tuple[str, str], int] = {}
+        for r in runs:
+            for a, b, n in fa_sources([(d.label, d.time_s) for d in r.neg[rule].detections(t)], r.neg_events, most=10**6):
+                pairs[(a, b)] = pairs.get((a, b), 0) + n
+        top = sorted(pairs.items(), key=lambda kv: -kv[1])[:12]
+        sources[str(t)] = [{"said": a, "fired": b, "false_accepts": n} for (a, b), n in top]
     curve = [{"threshold": t, "false_accepts": int(fa[i]), "fa_per_hour": fa_per_hour(int(fa[i]), model_hours * 3600),
               "false_accepts_in": fa_in[i],
               "miss_rate": {str(s): 1 - hits[s][i] / n_words[s] for s in cfg.snrs_db},
               "wrong_word_rate": {str(s): wrong[s][i] / n_words[s] for s in cfg.snrs_db}} for i, t in enumerate(ths)]
-    at_target = {}
-    for s in cfg.snrs_db:
-        ok = [c for c in curve if c["fa_per_hour"] <= cfg.target_fa_per_hour]
+
+    def operating_point(s: float, limit: float) -> dict[str, Any] | None:
+        ok = [c for c in curve if c["fa_per_hour"] <= limit]
         best = min(ok, key=lambda c: (c["miss_rate"][str(s)], c["threshold"])) if ok else None
-        if best is not None:
-            ok, spk = [], []
-            for r in runs:  # the words' outcomes at that threshold, for an interval over speakers
-                m = match_detections([(d.label, d.time_s) for d in r.hit_traces[s].detections(best["threshold"])],
-                                     r.words[s].events, 0.0, cfg.tol_after_s)
-                ok += [o == "hit" for o in m.outcomes]
-                spk += list(r.clips.speakers)
-            fa_dets = [d for r in runs for d in r.neg.detections(best["threshold"])]  # what fired at it
-            at_target[str(s)] = {"threshold": best["threshold"], "detected": 1 - best["miss_rate"][str(s)],
-                                 "false_accepts_in": best["false_accepts_in"],
-                                 "false_accept_words": {w: sum(d.label == w for d in fa_dets)
-                                                        for w in sorted({d.label for d in fa_dets})},
-                                 "detected_ci95_speakers": cluster_bootstrap_interval(ok, spk),
-                                 "fa_per_hour": best["fa_per_hour"], "false_accepts": best["false_accepts"],
-                                 "negative_hours": round(model_hours, 3)}
+        if best is None:
+            return None
+        hit, spk = [], []
+        for r in runs:  # the words' outcomes at that threshold, for an interval over speakers
+            m = match_detections([(d.label, d.time_s) for d in r.hit_traces[rule][s].detections(best["threshold"])],
+                                 r.words[s].events, 0.0, cfg.tol_after_s)
+            hit += [o == "hit" for o in m.outcomes]
+            spk += list(r.clips.speakers)
+        fa_dets = [d for r in runs for d in r.neg[rule].detections(best["threshold"])]  # what fired at it
+        return {"threshold": best["threshold"], "detected": 1 - best["miss_rate"][str(s)],
+                "false_accepts_in": best["false_accepts_in"],
+                "false_accept_words": {w: sum(d.label == w for d in fa_dets) for w in sorted({d.label for d in fa_dets})},
+                "detected_ci95_speakers": cluster_bootstrap_interval(hit, spk),
+                "fa_per_hour": best["fa_per_hour"], "false_accepts": best["false_accepts"],
+                "negative_hours": round(model_hours, 3)}
+
+    at_target = {str(s): p for s in cfg.snrs_db if (p := operating_point(s, cfg.target_fa_per_hour)) is not None}
+    at_rates = {str(lim): {str(s): operating_point(s, lim) for s in cfg.snrs_db} for lim in cfg.report_fa_per_hour}
     # calibrated: fitted on the calibration stream, measured on the evaluation negatives and the hits
-    cal_rows, cal_fa, cal_hits, fa_where = [], 0, {s: 0 for s in cfg.snrs_db}, {"real": 0, "sentence": 0, "between": 0}
+    cal_rows, cal_fa, cal_hits, fa_where = [], 0, {s: 0 for s in cfg.snrs_db}, dict(kinds)
     per_speaker: dict[float, list[tuple[bool, str]]] = {s: [] for s in cfg.snrs_db}
     for r in runs:
-        cal = fit_thresholds(r.calib, calib_hours, cfg.target_fa_per_hour, fitted_on="bench.negatives seed "
-                             f"{cfg.calib_seed} ({calib_hours:.2f} h)")
-        dets = r.neg.detections(thresholds=cal.values)
+        cal = fit_thresholds(r.calib[rule], calib_hours, cfg.target_fa_per_hour, fitted_on="bench.negatives role "
+                             f"calib, seed {cfg.calib_seed} ({calib_hours:.2f} h)")
+        dets = r.neg[rule].detections(thresholds=cal.values)
         cal_fa += len(dets)
-        for k, v in fa_parts([d.time_s for d in dets], neg_events).items():
-            fa_where[k] += v
+        for k, v in fa_parts([d.time_s for d in dets], r.neg_events).items():
+            fa_where[k] = fa_where.get(k, 0) + v
         row = {"ref": r.ref, "thresholds": {w: round(t, 4) for w, t in cal.values.items()},
                "fit": {w: {"peaks": f.peaks, "how": f.how, "beta": f.beta} for w, f in cal.words.items()},
                "in_sample_false_accepts": cal.false_accepts, "false_accepts": len(dets),
+               "negative_hours": round(r.neg_hours, 3),
                "false_accept_words": sorted({d.label for d in dets}), "detected": {}}
         for s in cfg.snrs_db:
             events = r.words[s].events
-            m = match_detections([(d.label, d.time_s) for d in r.hit_traces[s].detections(thresholds=cal.values)],
+            m = match_detections([(d.label, d.time_s) for d in r.hit_traces[rule][s].detections(thresholds=cal.values)],
                                  events, 0.0, cfg.tol_after_s)
             cal_hits[s] += m.hits
             row["detected"][str(s)] = m.hit_rate
@@ -371,20 +412,43 @@ def summarize(entry: Entry, runs: list[ModelRun], neg_events: Sequence[dict], ne
             "ci95_speakers": cluster_bootstrap_interval(ok, [sp for _, sp in per_speaker[s]])}
     first = runs[0]
     return {"kind": "model", "label": entry.label, "protocol": entry.protocol, "refs": list(entry.refs),
-            "path": first.describe, "engine": _engine(runs, cfg), "keywords": list(cfg.keywords),
+            "rule": rule, "path": first.describe, "engine": _engine(runs, cfg, rule), "keywords": list(cfg.keywords),
             "positives": {str(s): {"words": n_words[s],
                                    "stream_seconds": round(sum(r.words[s].duration_s for r in runs), 1)}
                           for s in cfg.snrs_db},
             "held_out": sorted({r.clips.what for r in runs}),
             "speakers": len({sp for r in runs for sp in r.clips.keywords(cfg.keywords).speakers}),
             "negative_hours": round(model_hours, 3), "negative_streams": len(runs),
-            "curve": curve, "at_target": at_target, "calibrated": calibrated, "false_accept_sources": sources,
-            "seconds": round(sum(r.seconds for r in runs), 1)}
+            "negatives": [r.neg_summary for r in runs],
+            "curve": curve, "at_target": at_target, "at_fa_per_hour": at_rates, "calibrated": calibrated,
+            "false_accept_sources": sources, "seconds": round(sum(r.seconds for r in runs), 1)}
 
 
-def _engine(runs: list[ModelRun], cfg: WakewordConfig) -> dict[str, Any]:
-    e = runs[0].neg.cfg
-    return {"hop_s": e.hop_s, "ema_alpha": e.ema_alpha, "cooldown_s": e.cooldown_s, "vad": e.vad.enabled,
+def compare_rules(entry: Entry, runs: list[ModelRun], cfg: WakewordConfig) -> tuple[str, list[dict[str, Any]]]:
+    """Every measured rule's operating points and calibrated figures; the winner is the rule with the most
+    hits (mean over SNRs) at the calibrated thresholds, among rules whose calibrated FA/h meets the target on
+    the calibration stream itself (the thresholds are fitted there; the test negatives decide nothing)."""
+    rules = [r[0] for r in cfg.rules if r[0] in runs[0].neg]
+    out = []
+    for rule in rules:
+        row = summarize(entry, runs, cfg, rule)
+        cal = row["calibrated"]
+        out.append({"kind": "rule", "label": entry.label, "rule": rule, "engine": row["engine"],
+                    "at_fa_per_hour": {lim: {s: None if p is None else {k: p[k] for k in
+                                             ("threshold", "detected", "detected_ci95_speakers", "fa_per_hour",
+                                              "false_accepts")} for s, p in v.items()}
+                                       for lim, v in row["at_fa_per_hour"].items()},
+                    "calibrated": {k: cal[k] for k in ("fa_per_hour", "false_accepts", "negative_hours", "detected")},
+                    "calibrated_hits_mean": float(np.mean([v["rate"] for v in cal["detected"].values()])),
+                    "negative_hours": row["negative_hours"]})
+    best = max(out, key=lambda r: r["calibrated_hits_mean"])["rule"] if out else cfg.rules[0][0]
+    return best, out
+
+
+def _engine(runs: list[ModelRun], cfg: WakewordConfig, rule: str) -> dict[str, Any]:
+    e = runs[0].neg[rule].cfg
+    return {"hop_s": e.hop_s, "ema_alpha": e.ema_alpha, "patience": e.patience, "cooldown_s": e.cooldown_s,
+            "vad": e.vad.enabled,
             "rearm": e.rearm, "targets": list(e.targets or ()), "tol_after_s": cfg.tol_after_s,
             "noise_rms": cfg.noise_rms, "gap_s": cfg.gap_s}
 
@@ -486,6 +550,19 @@ def entries_from_args(a: argparse.Namespace) -> list[Entry]:
     return out
 
 
+def test_negatives(entry: Entry, ref: str, cfg: WakewordConfig) -> Any:
+    """The test-role negatives a model is scored on: a fold model's hold its fold's speakers' real words (voices
+    it never heard); any other model's hold no real word (every real speaker is in its training data)."""
+    import yaml
+
+    from bench.negatives import NegativesConfig
+
+    if entry.protocol == "fold":
+        run = yaml.safe_load((Path(ref) / "config.yaml").read_text())
+        return NegativesConfig(hours=cfg.fold_hours, role="test", fold=run["fold"], data=run["data"], seed=cfg.seed)
+    return NegativesConfig(hours=cfg.hours, role="test", real_sets=(), seed=cfg.seed)
+
+
 def held_out_for(entry: Entry, ref: str) -> HeldOut:
     if entry.protocol == "fold":
         return fold_clips(ref)
@@ -505,13 +582,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                    "path, with the form_cost rows")
     p.add_argument("--form-cost", action="append", help="a speech-embedding fold run: only the form_cost rows "
                    "(its clip form against its stream form on its held-out clips), without the full-window DET")
-    p.add_argument("--hours", type=float, default=WakewordConfig.hours, help="negatives, each stream (default 2)")
+    p.add_argument("--hours", type=float, default=WakewordConfig.hours, help="the calibration stream, and the test "
+                   "stream of a model without folds (default 2)")
+    p.add_argument("--fold-hours", type=float, default=WakewordConfig.fold_hours, help="each fold's test stream "
+                   "(default 0.5: 2.5 h over five folds)")
     p.add_argument("--out", type=Path, default=RESULTS / "wakeword.json")
     a = p.parse_args(argv)
     from bench.negatives import NegativesConfig, load_negatives, real_noise
     from kws.runinfo import write_results
 
-    cfg = WakewordConfig(hours=a.hours)
+    cfg = WakewordConfig(hours=a.hours, fold_hours=a.fold_hours)
     import torch
 
     torch.set_num_threads(cfg.threads)  # the stream forms and references run in torch; ORT gets cfg.threads too
@@ -523,20 +603,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
-    neg = load_negatives(NegativesConfig(hours=cfg.hours, seed=cfg.seed))
-    calib = load_negatives(NegativesConfig(hours=cfg.hours, seed=cfg.calib_seed))
-    noise = real_noise(NegativesConfig())
-    rows: list[dict[str, Any]] = [{"kind": "negatives", "role": "false accepts", **neg.summary()},
-                                  {"kind": "negatives", "role": "threshold calibration", **calib.summary()}]
+    calib = load_negatives(NegativesConfig(hours=cfg.hours, role="calib", seed=cfg.calib_seed))
+    noise = real_noise(NegativesConfig())  # the test role's noise clips: none of them in training or calibration
+    rows: list[dict[str, Any]] = [{"kind": "negatives", "role": "threshold calibration", **calib.summary()}]
+    seen_streams: set[str] = set()
     t0 = time.perf_counter()
     for e in entries:
         log(f"== {e.label}: {len(e.refs)} model(s), {e.protocol}, {e.path} path")
         runs = []
         for ref in e.refs:
             clips = held_out_for(e, ref)
-            runs.append(run_model(ref, e.path, clips.keywords(cfg.keywords), noise, neg.wave, calib.wave, cfg, log))
-        row = summarize(e, runs, neg.events, neg.hours, calib.hours, cfg)
+            neg = load_negatives(test_negatives(e, ref, cfg))
+            if neg.folder.name not in seen_streams:
+                seen_streams.add(neg.folder.name)
+                rows.append({"kind": "negatives", "role": "false accepts", "for": ref, **neg.summary()})
+            runs.append(run_model(ref, e.path, clips.keywords(cfg.keywords), noise, neg, calib, cfg, log))
+        best, compared = compare_rules(e, runs, cfg)
+        row = summarize(e, runs, cfg, best)
+        row["rules_compared"] = [r["rule"] for r in compared]
         rows.append(row)
+        rows += compared
+        log(f"  rule kept: {best}")
         for s, v in row["at_target"].items():
             log(f"  {s} dB: {100 * v['detected']:.1f} % detected at {v['fa_per_hour']:.2f} FA/h "
                 f"({v['negative_hours']:.1f} h), threshold {v['threshold']:.4f}")

@@ -20,13 +20,18 @@ TTS_PACKAGES=(flite festival festival-ca festival-czech festvox-ca-ona-hts festv
   festvox-kdlpc16k festvox-ru festvox-suopuhe-common festvox-suopuhe-lj festvox-suopuhe-mv
   festvox-us-slt-hts)
 
+# Real continuous speech for the keyword-free negative streams (bench.negatives; CC-BY-SA-3.0, 8 kHz):
+# best effort, like the TTS voices (the streams are built without them, and say so by their contents).
+SPEECH_PACKAGES=(asterisk-core-sounds-en-wav asterisk-core-sounds-es-wav asterisk-core-sounds-fr-wav
+  asterisk-core-sounds-it-wav asterisk-core-sounds-ru-wav)
+
 if command -v apt-get >/dev/null 2>&1; then
   missing=()
   for p in "${SYSTEM_PACKAGES[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
   done
   missing_tts=()
-  for p in "${TTS_PACKAGES[@]}"; do
+  for p in "${TTS_PACKAGES[@]}" "${SPEECH_PACKAGES[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing_tts+=("$p")
   done
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"

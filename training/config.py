@@ -43,6 +43,10 @@ class TrainConfig:
     synth_per_word: int = SAY_PER_WORD  # synthetic clips of each of those words
     negatives: str = "auto"  # other words as _unknown_: synth (synthetic, 140 words), none, auto (synth with synth_words)
     hard_negatives: str | None = None  # a folder of false detections (live.py --save-detections), trained as _unknown_
+    # frozen-backbone runs: folders of backbone outputs of keyword-free streams (bench.mining writes them: the
+    # streaming windows of hours of negative speech, and mined false accepts), comma-separated, trained as _unknown_
+    feature_negatives: str | None = None
+    feature_negative_share: float = 0.3  # of each epoch's draws, from those windows (all folders together)
     out: str | None = None  # run folder; default <runs_dir>/<model>-<timestamp>
     runs_dir: str = "runs"
     cache_dir: str | None = None  # decoded-clip cache; default $KWS_CACHE or <repo>/data_cache
@@ -115,6 +119,9 @@ class TrainConfig:
             (self.lr > 0, "lr must be > 0"),
             (self.t0 >= 1 and self.t_mult >= 1, "t0 and t_mult must be >= 1"),
             (self.patience >= 1, "patience must be >= 1"),
+            (0 < self.feature_negative_share < 1, "feature_negative_share must be in (0, 1)"),
+            (not self.feature_negatives or self.freeze_backbone,
+             "feature_negatives are backbone outputs: they need freeze_backbone"),
             (self.amp in ("auto", "off", "bf16", "fp16"), f"amp must be auto, off, bf16 or fp16, not {self.amp!r}"),
             (self.stretch[0] > 0 and self.stretch[0] <= self.stretch[1], "stretch must be 0 < lo <= hi"),
             (self.gain[0] <= self.gain[1] and self.noise_snr_db[0] <= self.noise_snr_db[1]
@@ -268,7 +275,8 @@ def resolve(cli: dict[str, Any], yaml_path: str | Path | None = None,
 
 # Settings added after run folders existed, each with a default that reproduces what runs did before
 # it: a config without them is an older run's, not a damaged one.
-LATER_SETTINGS = ("synth_words", "synth_per_word", "negatives", "hard_negatives")
+LATER_SETTINGS = ("synth_words", "synth_per_word", "negatives", "hard_negatives", "feature_negatives",
+                  "feature_negative_share")
 
 
 def load_run_config(run_dir: str | Path) -> TrainConfig:

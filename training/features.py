@@ -175,3 +175,74 @@ def _views_of(model: torch.nn.Module, clips: ClipSet, rows: np.ndarray | None, c
     finally:
         model.train(was_training)
     return out
+
+
+# ----------------------------------------------------------------------------- feature negatives
+
+NEGATIVES_FORMAT = "kws-feature-negatives/1"
+NEGATIVES_FILE = "windows.npy"  # float16 [M, W, D]: what the head reads, M windows
+NEGATIVES_MANIFEST = "manifest.json"
+MAX_NEGATIVE_WINDOWS = 2_000_000  # a bound on what one folder may ask the loader to map
+
+
+def backbone_key(model: torch.nn.Module) -> str:
+    """The frozen backbone's identity (class, frontend and weights): features of another one are
+    other numbers, whatever their shape."""
+    h = hashlib.sha256(json.dumps({"backbone": type(model.backbone).__name__,
+                                   "frontend": model.cfg.frontend.to_dict()}, sort_keys=True, default=list).encode())
+    for k, v in model.backbone.state_dict().items():
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:20]
+
+
+def write_feature_negatives(folder: Path, windows: np.ndarray, model: torch.nn.Module, info: dict) -> Path:
+    """Write a feature-negatives folder (the windows first, the manifest last: a folder counts
+    only when both are there)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    w = np.ascontiguousarray(windows, dtype=np.float16)
+    with atomic_path(folder / NEGATIVES_FILE) as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, w)
+    atomic_write_json(folder / NEGATIVES_MANIFEST, {"format": NEGATIVES_FORMAT, "backbone": backbone_key(model),
+                                                    "shape": list(w.shape), **info})
+    return folder
+
+
+def load_feature_negatives(spec: str, model: torch.nn.Module, row_shape: tuple[int, ...]) -> np.ndarray:
+    """The windows of every folder in `spec` (comma-separated), checked against this model's
+    backbone and the cached views' row shape; float16 [M, *row_shape]."""
+    from kws.fsutil import read_json
+    from training.state import RunFileError
+
+    key = backbone_key(model)
+    parts = []
+    for name in (s.strip() for s in spec.split(",")):
+        if not name:
+            continue
+        folder = Path(name)
+        man_path, arr_path = folder / NEGATIVES_MANIFEST, folder / NEGATIVES_FILE
+        if not man_path.is_file() or not arr_path.is_file():
+            raise RunFileError(f"{folder}: not a feature-negatives folder (needs {NEGATIVES_FILE} and "
+                               f"{NEGATIVES_MANIFEST}; python -m bench.mining writes them)")
+        man = read_json(man_path, "feature-negatives manifest")
+        if not isinstance(man, dict) or man.get("format") != NEGATIVES_FORMAT:
+            raise RunFileError(f"{man_path}: not a {NEGATIVES_FORMAT} manifest")
+        if man.get("backbone") != key:
+            raise RunFileError(f"{folder}: its windows are another backbone's outputs (key {man.get('backbone')!r}, "
+                               f"this model's {key!r}); write them again for this model")
+        try:
+            arr = np.load(arr_path, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise RunFileError(f"{arr_path}: unreadable ({e})") from None
+        if arr.dtype != np.float16 or arr.ndim != 1 + len(row_shape) or tuple(arr.shape[1:]) != tuple(row_shape):
+            raise RunFileError(f"{arr_path}: windows of {arr.dtype} {list(arr.shape)}, expected float16 "
+                               f"[M, {', '.join(map(str, row_shape))}]")
+        if not 0 < arr.shape[0] <= MAX_NEGATIVE_WINDOWS:
+            raise RunFileError(f"{arr_path}: {arr.shape[0]} windows (expected 1 to {MAX_NEGATIVE_WINDOWS:,})")
+        if not all(np.isfinite(arr[i:i + 65536]).all() for i in range(0, arr.shape[0], 65536)):
+            raise RunFileError(f"{arr_path}: holds NaN or infinite values")
+        parts.append(arr)
+    if not parts:
+        raise RunFileError(f"feature_negatives {spec!r}: no folder named")
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)

@@ -54,17 +54,25 @@ class ClipBatches(Dataset):
 
 
 class ViewBatches(Dataset):
-    """Precomputed inputs in several views ([N, ...] arrays, one per view), indexed `view * N + i`.
+    """Precomputed inputs in several views ([N, ...] arrays, one per view), indexed `view * len + i`.
 
     How cached backbone outputs reach the loop: epoch e reads view e mod V. The view is part
     of the index (see ViewSampler), not dataset state, so DataLoader workers see it too.
+    `extra` ([M, ...], labels `extra_y`) are rows N..N+M-1 of every view: inputs with no
+    augmented views of their own (the windows of hours of negative speech, bench.mining).
     """
 
-    def __init__(self, views: list[np.ndarray], y: np.ndarray) -> None:
+    def __init__(self, views: list[np.ndarray], y: np.ndarray, extra: np.ndarray | None = None,
+                 extra_y: np.ndarray | None = None) -> None:
         if not views or any(len(v) != len(y) for v in views):
             raise ValueError(f"every view must hold {len(y)} rows")
+        if (extra is None) != (extra_y is None) or (extra is not None and (
+                len(extra) != len(extra_y) or extra.shape[1:] != views[0].shape[1:])):
+            raise ValueError("extra rows need one label each and the views' row shape")
         self.views = views
-        self.y = np.asarray(y, dtype=np.int64)
+        self.n = len(y)
+        self.extra = extra
+        self.y = np.asarray(y if extra_y is None else np.concatenate([y, extra_y]), dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self.y)
@@ -72,8 +80,19 @@ class ViewBatches(Dataset):
     def __getitems__(self, items: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         g = np.sort(np.asarray(items, dtype=np.int64))
         view, rows = divmod(g, len(self.y))
-        x = np.concatenate([self.views[v][rows[view == v]] for v in np.unique(view)])
-        return torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(self.y[rows])
+        parts, order = [], []
+        for v in np.unique(view):
+            r = rows[view == v]
+            own = r[r < self.n]
+            parts.append(self.views[v][own])
+            order.append(own)
+            if self.extra is not None and own.size < r.size:
+                more = r[r >= self.n]
+                parts.append(self.extra[more - self.n])
+                order.append(more)
+        x = np.concatenate(parts)
+        y = self.y[np.concatenate(order)]
+        return torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(y)
 
 
 class WeightedShardSampler(Sampler[int]):
@@ -83,13 +102,16 @@ class WeightedShardSampler(Sampler[int]):
     uninterrupted one would.
     """
 
-    def __init__(self, weights: np.ndarray, num_replicas: int = 1, rank: int = 0, seed: int = 0) -> None:
+    def __init__(self, weights: np.ndarray, num_replicas: int = 1, rank: int = 0, seed: int = 0,
+                 draws: int | None = None) -> None:
         w = np.asarray(weights, dtype=np.float64)
         if w.ndim != 1 or not len(w) or not np.all(w >= 0) or w.sum() <= 0:
             raise ValueError("sampling weights must be a non-empty vector of non-negative numbers, not all 0")
+        if draws is not None and draws < 1:
+            raise ValueError(f"an epoch needs at least one draw, not {draws}")
         self.weights = torch.from_numpy(w)
         self.world, self.rank, self.seed, self.epoch = num_replicas, rank, seed, 0
-        self.per_rank = math.ceil(len(w) / num_replicas)
+        self.per_rank = math.ceil((len(w) if draws is None else draws) / num_replicas)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -128,15 +150,16 @@ def _as_batch(batch):
 
 def make_loader(ds: ClipBatches | ViewBatches, batch_size: int, *, train: bool, seed: int, rank: int = 0,
                 world: int = 1, workers: int = 0, pin_memory: bool = False,
-                weights: np.ndarray | None = None) -> DataLoader:
+                weights: np.ndarray | None = None, draws: int | None = None) -> DataLoader:
     """Training: shuffled (or drawn by `weights`), sharded over `world` processes, whole batches
     only (BatchNorm needs > 1 sample, and equal batch counts per rank keep DDP's all-reduces
     in step). A ViewBatches dataset is read one view per epoch.
+    `draws`: an epoch's length when drawn by weights (default: one draw per row).
     Evaluation: every clip exactly once, rank r taking clips r, r+world, ... (no padding
     duplicates, so all-reduced sums are exact); view 0 of a ViewBatches."""
     if train:
         if weights is not None:
-            sampler = WeightedShardSampler(weights, num_replicas=world, rank=rank, seed=seed)
+            sampler = WeightedShardSampler(weights, num_replicas=world, rank=rank, seed=seed, draws=draws)
         else:
             sampler = DistributedSampler(ds, num_replicas=world, rank=rank, shuffle=True, seed=seed, drop_last=False)
         if isinstance(ds, ViewBatches):

@@ -514,8 +514,13 @@ def _train(cfg: TrainConfig, env: dist.Env, resume: Path | None, stop_after_epoc
     workers = cfg.workers if cfg.workers is not None else (4 if env.device.type == "cuda" else 0)
     pin = cfg.pin_memory if cfg.pin_memory is not None else env.device.type == "cuda"
     train_ds, val_ds = (clip_inputs(eng, src, "train", train_cs, True), clip_inputs(eng, src, "validation", val_cs, False))
+    weights, draws = src.weights("train"), None
+    if cfg.feature_negatives:
+        train_ds, weights = with_feature_negatives(eng, train_ds, weights, labels)
+        # an epoch stays one pass over the clips (plus its share of windows), however many windows there are
+        draws = math.ceil(train_ds.n / (1 - cfg.feature_negative_share))
     train_loader = make_loader(train_ds, cfg.batch_size, train=True, seed=cfg.seed, rank=env.rank, world=env.world,
-                               workers=workers, pin_memory=pin, weights=src.weights("train"))
+                               workers=workers, pin_memory=pin, weights=weights, draws=draws)
     val_loader = make_loader(val_ds, cfg.batch_size * 2, train=False, seed=cfg.seed,
                              rank=env.rank, world=env.world, workers=min(workers, 2), pin_memory=pin)
 
@@ -584,6 +589,9 @@ def describe_data(cfg: TrainConfig) -> str:
         extra.append("synthetic negatives")
     if cfg.hard_negatives:
         extra.append(f"hard negatives ({Path(cfg.hard_negatives).name})")
+    if cfg.feature_negatives:
+        extra.append(f"streaming windows of keyword-free speech ({', '.join(Path(p.strip()).name for p in cfg.feature_negatives.split(','))}) "
+                     f"as _unknown_, {100 * cfg.feature_negative_share:.0f} % of draws")
     return (cfg.data + "".join(f" + {e}" for e in extra)
             + (f" (cross-validation fold {cfg.fold})" if cfg.fold else ""))
 
@@ -606,6 +614,28 @@ def clip_inputs(eng: Engine, src, split: str, cs, train: bool) -> ClipBatches | 
     views = build() if env.main else None  # rank 0 computes, the others then read the cache
     dist.barrier(env)
     return ViewBatches(views if views is not None else build(), cs.y)
+
+
+def with_feature_negatives(eng: Engine, ds: ViewBatches, weights: np.ndarray | None, labels: tuple[str, ...]
+                           ) -> tuple[ViewBatches, np.ndarray]:
+    """The training set with cfg.feature_negatives' windows appended as `_unknown_`, drawn as
+    cfg.feature_negative_share of each epoch (the clips keep their relative weights)."""
+    from kws.labels import UNKNOWN
+    from training.features import load_feature_negatives
+
+    cfg = eng.cfg
+    if UNKNOWN not in labels:
+        raise ConfigError(f"feature_negatives are trained as {UNKNOWN}, which labels {cfg.labels!r} lack "
+                          f"(use 35su: the 35 words, _silence_ and _unknown_)")
+    extra = load_feature_negatives(cfg.feature_negatives, eng.model, tuple(ds.views[0].shape[1:]))
+    w = np.ones(ds.n) if weights is None else np.asarray(weights, dtype=np.float64)
+    share = cfg.feature_negative_share
+    w_extra = np.full(len(extra), share / (1 - share) * w.sum() / len(extra))
+    if eng.env.main:
+        print(f"feature negatives: {len(extra):,} windows from {cfg.feature_negatives}, as {UNKNOWN}, "
+              f"{100 * share:.0f} % of each epoch's draws", flush=True)
+    out = ViewBatches(ds.views, ds.y[:ds.n], extra, np.full(len(extra), labels.index(UNKNOWN), np.int64))
+    return out, np.concatenate([w, w_extra])
 
 
 def data_keys(src) -> dict[str, str]:

@@ -14,6 +14,9 @@ from kws.labels import GSC12_LABELS, GSC12_WORDS, GSC_V2_WORDS, SILENCE, UNKNOWN
 LABEL_SETS: dict[str, tuple[str, ...]] = {
     "35": GSC_V2_WORDS,
     "35s": GSC_V2_WORDS + (SILENCE,),
+    # 35s with a class for "no command": speech that is none of the words (sentences, near misses,
+    # half words) has somewhere to go besides the nearest word, which an always-on detector needs
+    "35su": GSC_V2_WORDS + (SILENCE, UNKNOWN),
     "12": GSC12_LABELS,
 }
 # Every named set is a view of this vocabulary; a folder whose words all lie inside it can be
@@ -85,7 +88,8 @@ def resolve_labels(labels: LabelsArg, index: SourceIndex) -> tuple[tuple[str, ..
         if labels not in LABEL_SETS:
             raise DataError(f"unknown label set {labels!r}; expected one of {', '.join(LABEL_SETS)}, "
                             f"'auto', or a list of labels")
-        custom = sorted(set(index.words) - GSC_VOCABULARY)
+        # words starting with "_" are no word (hard negatives, _unknown_): they need no label of their own
+        custom = sorted(w for w in set(index.words) - GSC_VOCABULARY if not w.startswith("_"))
         if custom:
             shown = ", ".join(custom[:5]) + (" ..." if len(custom) > 5 else "")
             return index.natural_labels, [f"words outside the Speech Commands vocabulary ({shown}): "

@@ -77,6 +77,7 @@ _SUFFIX = {b"RIFF": ".wav", b"RIFX": ".wav", b"RF64": ".wav", b"fLaC": ".flac", 
 _FORMATS = ((1, 8), (1, 16), (1, 24), (1, 32), (3, 32), (3, 64), (6, 8), (7, 8), (1, 12), (3, 16))  # (tag, bits)
 _RATES = (16000, 8000, 44100, 48000, 22050, 11025, 32000, 96000, 383999, 4000, 3999, 384001, 1, 0)
 STRUCTURED_FIELDS = 8  # format, channels, rate index, 4 bytes raw rate, size fudge
+RAW_MARK = b"\xff"  # an input that starts with it is written as the bytes after it (the unstructured cases)
 
 
 def structured_wav(data: bytes) -> bytes:
@@ -111,7 +112,8 @@ def _structured_seeds() -> list[bytes]:
     return [bytes([1, 0, 0, 0, 0, 0, 0, 0]) + tone,  # PCM16 mono 16 kHz
             bytes([4, 1, 2, 0, 0, 0, 0, 0]) + floats,  # float32 stereo 44.1 kHz
             bytes([0, 0, 1, 0, 0, 0, 0, 0]) + bytes(rng.integers(0, 256, 2000, dtype=np.uint8)),  # PCM_U8 8 kHz
-            bytes([2, 0, 3, 0, 0, 0, 0, 0]) + rng.integers(-2**23, 2**23, 3000).astype("<i4").tobytes()[:9000]]
+            bytes([2, 0, 3, 0, 0, 0, 0, 0]) + rng.integers(-2**23, 2**23, 3000).astype("<i4").tobytes()[:9000],
+            RAW_MARK + b"this is a text file called case.wav\n", RAW_MARK + b"RIF"]
 
 
 def _audio_target(tmp: Path) -> Target:
@@ -119,7 +121,9 @@ def _audio_target(tmp: Path) -> Target:
 
     def run(data: bytes) -> str:
         # the suffix follows the content (as a user's file would be named), the reader judges by content
-        if data[:4] not in _SUFFIX:
+        if data[:1] == RAW_MARK:  # raw bytes as they are: text, truncated magic, other formats
+            data = data[1:]
+        elif data[:4] not in _SUFFIX:
             data = structured_wav(data)
         path = tmp / f"case{_SUFFIX.get(data[:4], '.wav')}"
         path.write_bytes(data)

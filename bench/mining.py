@@ -112,8 +112,8 @@ def base_windows(model: Any, neg: NegativeStream, stride: int = STRIDE) -> tuple
     emb = stream_embeddings(model, neg)
     chunk, first, n, half = window_geometry(model)
     rows = np.arange(0, len(neg.wave) // chunk + 1, stride)
-    centre = np.array([stream_centre(SpeechEmbeddingStream(model), int(i)) for i in rows[:1]])[0] / 16000
-    t_centre = centre + rows * chunk / 16000  # the centre moves one chunk per row
+    # the centre of what the head reads moves one chunk per row
+    t_centre = (stream_centre(SpeechEmbeddingStream(model), 0) + rows * chunk) / 16000
     words = whole_words(neg)
     keep = np.ones(rows.size, bool)
     for a, b in words:

@@ -186,15 +186,6 @@ class Scorer:
             return "streaming path (stream form, scored by its non-streaming reference)"
         return f"streaming path (the 1 s window over cached frames every {self.engine.hop_s * 1e3:g} ms)"
 
-    def _backbone_key(self) -> str:
-        import hashlib
-
-        h = hashlib.sha256()
-        for k, v in sorted(self.model.backbone.state_dict().items()):
-            h.update(k.encode())
-            h.update(v.detach().cpu().numpy().tobytes())
-        return h.hexdigest()[:16]
-
     def traces(self, wave: np.ndarray, share: str | None = None) -> dict[str, ScoreTrace]:
         """Per-hop scores under every rule of the config; `share` names a stream every model scores
         (its embeddings are computed once)."""
@@ -204,7 +195,9 @@ class Scorer:
 
             emb = None
             if share is not None:
-                key = (share, self._backbone_key())  # frozen-backbone heads share the embedding
+                from training.features import backbone_key
+
+                key = (share, backbone_key(self.model))  # frozen-backbone heads share the embedding
                 if key not in Scorer.shared:
                     Scorer.shared[key] = speech_embedding_stream_embeddings(self.model, wave)
                 emb = Scorer.shared[key]

@@ -82,6 +82,20 @@ def pretty(label: str) -> str:
 # ----------------------------------------------------------------------------- widgets
 
 
+
+def _caption_row(layout: QVBoxLayout, caption: str) -> tuple[QLabel, QLabel]:
+    """A caption on the left and its value on the right (a slider's heading), added to `layout`."""
+    row = QHBoxLayout()
+    label = QLabel(caption)
+    label.setObjectName("caption")
+    value = QLabel("")
+    value.setObjectName("thresholdValue")
+    row.addWidget(label)
+    row.addStretch(1)
+    row.addWidget(value)
+    layout.addLayout(row)
+    return label, value
+
 class LevelMeter(QWidget):
     """Input level in dBFS, -70..0, as a segmented bar; the dot lights while the VAD hears speech."""
 
@@ -473,15 +487,7 @@ class LiveWindow(QMainWindow):
         self.wrong_button.setEnabled(False)
         self.wrong_button.setVisible(self.saver is not None)
         cl.addWidget(self.wrong_button)
-        th_row = QHBoxLayout()
-        th_label = QLabel("Threshold")
-        th_label.setObjectName("caption")
-        self.threshold_value = QLabel("")
-        self.threshold_value.setObjectName("thresholdValue")
-        th_row.addWidget(th_label)
-        th_row.addStretch(1)
-        th_row.addWidget(self.threshold_value)
-        cl.addLayout(th_row)
+        th_label, self.threshold_value = _caption_row(cl, "Threshold")
         self.slider = QSlider(Qt.Orientation.Horizontal)
         self.slider.setRange(10, 95)
         self.slider.setValue(int(round(min(0.95, max(0.10, self.cfg.threshold)) * 100)))
@@ -489,15 +495,7 @@ class LiveWindow(QMainWindow):
         cl.addWidget(self.slider)
         self._threshold_widgets = (th_label, self.threshold_value, self.slider)
         # a model calibrated along a curve gets a sensitivity instead: its operating points, by false accepts/h
-        sens_row = QHBoxLayout()
-        sens_label = QLabel("Sensitivity")
-        sens_label.setObjectName("caption")
-        self.sensitivity_value = QLabel("")
-        self.sensitivity_value.setObjectName("thresholdValue")
-        sens_row.addWidget(sens_label)
-        sens_row.addStretch(1)
-        sens_row.addWidget(self.sensitivity_value)
-        cl.addLayout(sens_row)
+        sens_label, self.sensitivity_value = _caption_row(cl, "Sensitivity")
         self.sensitivity = QSlider(Qt.Orientation.Horizontal)
         self.sensitivity.setRange(0, 0)
         self.sensitivity.setPageStep(1)
